@@ -1,0 +1,47 @@
+"""What an audit entry records. Never an identity or a payload: ids, codes, names of fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Action = Literal[
+    "ingest",
+    "link",
+    "lookup",
+    "denial",
+    "key_operation",
+    "credential_issued",
+]
+Outcome = Literal["permitted", "refused"]
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One thing that happened, before it is placed in the log.
+
+    ``detail`` holds counts, field names and forms, subject ids (random, broker
+    internal) and reason codes. It must never hold an identifier or a field value.
+    """
+
+    actor: str
+    action: Action
+    outcome: Outcome
+    reason_code: str | None = None
+    agreement_id: str | None = None
+    agreement_version: int | None = None
+    purpose: str | None = None
+    dataset_id: str | None = None
+    request_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LoggedEntry:
+    """An audit event as stored: with its position, time and chain hashes."""
+
+    seq: int
+    at: str
+    event: AuditEvent
+    prev_hash: str
+    entry_hash: str

@@ -1,0 +1,77 @@
+"""Wiring: settings in, a ready Broker out. Only this module and the app factory join the layers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from agreements.registry import AgreementRegistry
+from broker.clock import Clock, SystemClock
+from broker.config import Settings
+from broker.db.engine import create_database_engine
+from broker.db.migrate import current_revision, head_revision, known_revisions, upgrade
+from broker.db.uow import SqlUnitOfWorkFactory
+from broker.errors import ConfigError, StorageError
+from broker.keys import open_or_create_key_file
+from broker.service import Broker, Limits
+
+
+@dataclass
+class Runtime:
+    """What a running broker holds: the service and the engine under it."""
+
+    broker: Broker
+    engine: Engine
+    settings: Settings
+
+
+def prepare_database(engine: Engine) -> None:
+    """Upgrade the schema to this code's head; refuse a database newer than the code."""
+    try:
+        current = current_revision(engine)
+        if current is not None and current not in known_revisions():
+            raise ConfigError(
+                "the database schema is newer than this version of the broker; upgrade the broker"
+            )
+        if current != head_revision():
+            upgrade(engine)
+    except SQLAlchemyError as exc:
+        raise StorageError(
+            "the database could not be reached or prepared; check BROKER_DATABASE_URL"
+        ) from exc
+
+
+def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
+    """Open the database (migrating it), load agreements and keys, and check they belong together."""
+    clock = clock or SystemClock()
+    registry = AgreementRegistry.from_directory(settings.agreements_dir)
+    engine = create_database_engine(settings.database_url)
+    try:
+        prepare_database(engine)
+        units = SqlUnitOfWorkFactory(engine)
+        if not settings.key_file.exists():
+            # Never create a new key beside a database that already holds data.
+            with units() as uow:
+                if uow.meta.key_check() is not None:
+                    raise ConfigError(
+                        "BROKER_KEY_FILE does not exist but the database was written with a key; "
+                        "restore the key file"
+                    )
+        keys = open_or_create_key_file(settings.key_file, at=clock.now())
+        broker = Broker(
+            registry=registry,
+            keys=keys,
+            units=units,
+            clock=clock,
+            limits=Limits(
+                max_batch_records=settings.max_batch_records,
+                max_field_length=settings.max_field_length,
+            ),
+        )
+        broker.check_keys()
+    except BaseException:
+        engine.dispose()
+        raise
+    return Runtime(broker=broker, engine=engine, settings=settings)

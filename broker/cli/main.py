@@ -1,0 +1,162 @@
+"""The ``broker`` command. Every error is one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from broker.errors import AccordError, AgreementError
+
+app = typer.Typer(
+    help="Accord: a privacy-preserving data-sharing broker for safeguarding partnerships.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+agreements_app = typer.Typer(help="Work with agreement files.", no_args_is_help=True)
+audit_app = typer.Typer(help="Read and verify the audit log.", no_args_is_help=True)
+agencies_app = typer.Typer(help="Agency credentials.", no_args_is_help=True)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+app.add_typer(agreements_app, name="agreements")
+app.add_typer(audit_app, name="audit")
+app.add_typer(agencies_app, name="agencies")
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+) -> None:
+    """Run the HTTP API under uvicorn until stopped."""
+    import uvicorn
+
+    from broker.bootstrap import build_runtime
+    from broker.config import load_settings
+    from broker.web.app import create_app
+
+    settings = load_settings()
+    runtime = build_runtime(settings)
+    uvicorn.run(
+        create_app(runtime),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@app.command()
+def demo(
+    serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Keep serving after")] = True,
+    port: Annotated[int, typer.Option(help="Port for the demo's API")] = 8000,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic town")] = 1,
+    people: Annotated[int, typer.Option(help="Young people in the synthetic town")] = 300,
+) -> None:
+    """Run the partnership scenario over HTTP on a fresh demo database and print what happened."""
+    from broker.demo import run_demo
+
+    ok = run_demo(out, port=port, seed=seed, people=people, keep_serving=serve)
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def synth(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the CSV files into")],
+    seed: Annotated[int, typer.Option(help="Seed; the same seed gives the same files")] = 1,
+    people: Annotated[int, typer.Option(help="Young people in the town")] = 300,
+    profile: Annotated[str, typer.Option(help="Mistakes: clean, moderate or hard")] = "moderate",
+) -> None:
+    """Write a synthetic town's agency extracts (school, police, social care, ED) and the truth."""
+    from broker.synth import generate_town, write_town
+
+    paths = write_town(generate_town(seed=seed, people=people, profile=profile), out_dir)
+    for path in paths:
+        out.print(str(path))
+
+
+@agreements_app.command("validate")
+def agreements_validate(
+    files: Annotated[list[Path], typer.Argument(help="Agreement YAML files")],
+) -> None:
+    """Check agreement files; prints every problem with file, line and column."""
+    from agreements.loader import load_agreement
+
+    failed = 0
+    for path in files:
+        try:
+            agreement = load_agreement(path)
+        except AgreementError as exc:
+            failed += 1
+            for problem in exc.problems or ():
+                err.print(f"{problem.location.describe()}: {problem.message}", markup=False)
+            if not exc.problems:
+                err.print(exc.one_line(), markup=False)
+            continue
+        out.print(f"{path}: valid ({agreement.id} version {agreement.version})", markup=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit chain; exits 1 naming the first entry that does not verify."""
+    from broker.bootstrap import build_runtime
+    from broker.config import load_settings
+
+    runtime = build_runtime(load_settings())
+    try:
+        verified = runtime.broker.verify_audit()
+    finally:
+        runtime.engine.dispose()
+    out.print(f"audit verified: {verified.size} entries, head {verified.head_hash}")
+
+
+@agencies_app.command("key")
+def agencies_key(agency: Annotated[str, typer.Argument(help="Agency id from an agreement")]) -> None:
+    """Issue a new API key for an agency; it is printed once and stored only as a digest."""
+    from broker.bootstrap import build_runtime
+    from broker.config import load_settings
+
+    runtime = build_runtime(load_settings())
+    try:
+        out.print(runtime.broker.issue_api_key(agency), markup=False)
+    finally:
+        runtime.engine.dispose()
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema up to this version's migrations."""
+    from broker.bootstrap import prepare_database
+    from broker.config import load_settings
+    from broker.db.engine import create_database_engine
+    from broker.db.migrate import current_revision
+
+    engine = create_database_engine(load_settings().database_url)
+    try:
+        prepare_database(engine)
+        out.print(f"database at revision {current_revision(engine)}")
+    finally:
+        engine.dispose()
+
+
+def main() -> None:
+    """Entry point of the ``broker`` console script."""
+    try:
+        app()
+    except AccordError as exc:
+        err.print(f"broker: error: {exc.one_line()}", markup=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # a bug: still one line, never a traceback
+        err.print(f"broker: internal error ({type(exc).__name__}); please report it", markup=False)
+        sys.exit(1)

@@ -1,0 +1,265 @@
+"""SQL implementations of the repositories the core declares in ``broker.interfaces``.
+
+Each works on a connection inside a transaction it does not own: none commits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Table, func, insert, select, update
+
+from audit.events import AuditEvent, LoggedEntry
+from broker.db import tables
+from broker.interfaces import RecordRow, TokenRow, chunked
+
+
+def _table(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+CREDENTIAL = _table(tables.AgencyCredential)
+SUBJECT = _table(tables.Subject)
+BATCH = _table(tables.Batch)
+RECORD = _table(tables.StoredRecord)
+TOKEN = _table(tables.MatchToken)
+AUDIT = _table(tables.AuditEntry)
+AUDIT_HEAD = _table(tables.AuditHead)
+KEY_CHECK = _table(tables.KeyCheck)
+
+
+class SqlCredentials:
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+    def add(self, agency_id: str, key_digest: str, created_at: str) -> None:
+        self._c.execute(
+            insert(CREDENTIAL).values(
+                agency_id=agency_id, key_digest=key_digest, created_at=created_at
+            )
+        )
+
+    def agency_for(self, key_digest: str) -> str | None:
+        row = self._c.execute(
+            select(CREDENTIAL.c.agency_id).where(
+                CREDENTIAL.c.key_digest == key_digest, CREDENTIAL.c.revoked_at.is_(None)
+            )
+        ).first()
+        return None if row is None else str(row[0])
+
+
+class SqlLinkage:
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+    def add_subjects(self, agreement_id: str, subject_ids: Sequence[str], at: str) -> None:
+        if subject_ids:
+            self._c.execute(
+                insert(SUBJECT),
+                [{"id": s, "agreement_id": agreement_id, "created_at": at} for s in subject_ids],
+            )
+
+    def add_tokens(self, agreement_id: str, tokens: Sequence[TokenRow]) -> None:
+        if tokens:
+            self._c.execute(
+                insert(TOKEN),
+                [
+                    {
+                        "agreement_id": agreement_id,
+                        "match_key": t.match_key,
+                        "token": t.token,
+                        "subject_id": t.subject_id,
+                        "record_id": t.record_id,
+                    }
+                    for t in tokens
+                ],
+            )
+
+    def subjects_for_tokens(
+        self, agreement_id: str, match_key: str, tokens: Sequence[str]
+    ) -> Mapping[str, set[str]]:
+        found: dict[str, set[str]] = defaultdict(set)
+        for piece in chunked(sorted(set(tokens))):
+            rows = self._c.execute(
+                select(TOKEN.c.token, TOKEN.c.subject_id).where(
+                    TOKEN.c.agreement_id == agreement_id,
+                    TOKEN.c.match_key == match_key,
+                    TOKEN.c.token.in_(piece),
+                )
+            )
+            for token, subject_id in rows:
+                found[token].add(subject_id)
+        return found
+
+    def tokens_of_subjects(
+        self, agreement_id: str, match_key: str, subject_ids: Sequence[str]
+    ) -> Mapping[str, set[str]]:
+        found: dict[str, set[str]] = defaultdict(set)
+        for piece in chunked(sorted(set(subject_ids))):
+            rows = self._c.execute(
+                select(TOKEN.c.subject_id, TOKEN.c.token).where(
+                    TOKEN.c.agreement_id == agreement_id,
+                    TOKEN.c.match_key == match_key,
+                    TOKEN.c.subject_id.in_(piece),
+                )
+            )
+            for subject_id, token in rows:
+                found[subject_id].add(token)
+        return found
+
+    def count_subjects(self, agreement_id: str) -> int:
+        return int(
+            self._c.execute(
+                select(func.count()).select_from(SUBJECT).where(
+                    SUBJECT.c.agreement_id == agreement_id
+                )
+            ).scalar_one()
+        )
+
+
+class SqlRecords:
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+    def add_batch(
+        self,
+        batch_id: str,
+        agreement_id: str,
+        dataset_id: str,
+        agency_id: str,
+        at: str,
+        count: int,
+    ) -> None:
+        self._c.execute(
+            insert(BATCH).values(
+                id=batch_id,
+                agreement_id=agreement_id,
+                dataset_id=dataset_id,
+                agency_id=agency_id,
+                received_at=at,
+                record_count=count,
+            )
+        )
+
+    def add_records(self, records: Sequence[RecordRow]) -> None:
+        if records:
+            self._c.execute(insert(RECORD), [r.__dict__ for r in records])
+
+    def existing_refs(self, agreement_id: str, dataset_id: str, refs: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for piece in chunked(list(refs)):
+            rows = self._c.execute(
+                select(RECORD.c.source_ref).where(
+                    RECORD.c.agreement_id == agreement_id,
+                    RECORD.c.dataset_id == dataset_id,
+                    RECORD.c.source_ref.in_(piece),
+                )
+            )
+            found.update(str(r[0]) for r in rows)
+        return found
+
+    def of_subject(self, agreement_id: str, subject_id: str) -> list[RecordRow]:
+        rows = self._c.execute(
+            select(RECORD)
+            .where(RECORD.c.agreement_id == agreement_id, RECORD.c.subject_id == subject_id)
+            .order_by(RECORD.c.dataset_id, RECORD.c.source_ref)
+        )
+        return [RecordRow(**row._mapping) for row in rows]
+
+
+def _entry_from_row(row: Any) -> LoggedEntry:
+    event = AuditEvent(
+        actor=row.actor,
+        action=row.action,
+        outcome=row.outcome,
+        reason_code=row.reason_code,
+        agreement_id=row.agreement_id,
+        agreement_version=row.agreement_version,
+        purpose=row.purpose,
+        dataset_id=row.dataset_id,
+        request_id=row.request_id,
+        detail=json.loads(row.detail),
+    )
+    return LoggedEntry(
+        seq=row.seq, at=row.at, event=event, prev_hash=row.prev_hash, entry_hash=row.entry_hash
+    )
+
+
+class SqlAudit:
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+    def lock_head(self) -> tuple[int, str]:
+        # FOR UPDATE serialises appends across PostgreSQL workers; on SQLite the
+        # engine's BEGIN IMMEDIATE already serialises writers and this is a plain read.
+        row = self._c.execute(
+            select(AUDIT_HEAD.c.size, AUDIT_HEAD.c.head_hash)
+            .where(AUDIT_HEAD.c.id == 1)
+            .with_for_update()
+        ).one()
+        return int(row.size), str(row.head_hash)
+
+    def head(self) -> tuple[int, str]:
+        row = self._c.execute(
+            select(AUDIT_HEAD.c.size, AUDIT_HEAD.c.head_hash).where(AUDIT_HEAD.c.id == 1)
+        ).one()
+        return int(row.size), str(row.head_hash)
+
+    def append(self, entry: LoggedEntry) -> None:
+        e = entry.event
+        self._c.execute(
+            insert(AUDIT).values(
+                seq=entry.seq,
+                at=entry.at,
+                actor=e.actor,
+                action=e.action,
+                outcome=e.outcome,
+                reason_code=e.reason_code,
+                agreement_id=e.agreement_id,
+                agreement_version=e.agreement_version,
+                purpose=e.purpose,
+                dataset_id=e.dataset_id,
+                request_id=e.request_id,
+                detail=json.dumps(e.detail, sort_keys=True, separators=(",", ":")),
+                prev_hash=entry.prev_hash,
+                entry_hash=entry.entry_hash,
+            )
+        )
+
+    def set_head(self, size: int, head_hash: str) -> None:
+        self._c.execute(
+            update(AUDIT_HEAD).where(AUDIT_HEAD.c.id == 1).values(size=size, head_hash=head_hash)
+        )
+
+    def iter_all(self) -> Iterator[LoggedEntry]:
+        result = self._c.execution_options(yield_per=2000).execute(
+            select(AUDIT).order_by(AUDIT.c.seq)
+        )
+        for row in result:
+            yield _entry_from_row(row)
+
+    def page(self, *, actor: str | None, after: int, limit: int) -> list[LoggedEntry]:
+        query = select(AUDIT).where(AUDIT.c.seq > after)
+        if actor is not None:
+            query = query.where(AUDIT.c.actor == actor)
+        rows = self._c.execute(query.order_by(AUDIT.c.seq).limit(limit))
+        return [_entry_from_row(row) for row in rows]
+
+
+class SqlMeta:
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+    def key_check(self) -> str | None:
+        row = self._c.execute(select(KEY_CHECK.c.check_value).where(KEY_CHECK.c.id == 1)).first()
+        return None if row is None else str(row[0])
+
+    def set_key_check(self, value: str, at: str) -> None:
+        self._c.execute(insert(KEY_CHECK).values(id=1, check_value=value, created_at=at))
+
+    def has_data(self) -> bool:
+        return self._c.execute(select(RECORD.c.id).limit(1)).first() is not None

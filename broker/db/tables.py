@@ -1,0 +1,120 @@
+"""Table definitions (SQLModel). Only the storage package imports this module.
+
+No column holds a clear identifier: identifiers live only as match-key tokens,
+and payloads are sealed with AES-256-GCM before they reach a row.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class AgencyCredential(SQLModel, table=True):
+    """An API key for an agency system, stored only as its SHA-256 digest."""
+
+    __tablename__ = "agency_credential"
+
+    id: int | None = Field(default=None, primary_key=True)
+    agency_id: str = Field(max_length=64, index=True)
+    key_digest: str = Field(max_length=64, unique=True)
+    created_at: str = Field(max_length=40)
+    revoked_at: str | None = Field(default=None, max_length=40)
+
+
+class Subject(SQLModel, table=True):
+    """A linked person under one agreement; its id is random and means nothing outside."""
+
+    __tablename__ = "subject"
+
+    id: str = Field(primary_key=True, max_length=40)
+    agreement_id: str = Field(max_length=64, index=True)
+    created_at: str = Field(max_length=40)
+
+
+class Batch(SQLModel, table=True):
+    """One accepted batch of records."""
+
+    __tablename__ = "batch"
+
+    id: str = Field(primary_key=True, max_length=40)
+    agreement_id: str = Field(max_length=64)
+    dataset_id: str = Field(max_length=64)
+    agency_id: str = Field(max_length=64)
+    received_at: str = Field(max_length=40)
+    record_count: int
+
+
+class StoredRecord(SQLModel, table=True):
+    """One record from a provider; its fields are sealed in ``payload``."""
+
+    __tablename__ = "record"
+    __table_args__ = (
+        UniqueConstraint("agreement_id", "dataset_id", "source_ref", name="uq_record_source"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    agreement_id: str = Field(max_length=64)
+    dataset_id: str = Field(max_length=64)
+    agency_id: str = Field(max_length=64)
+    source_ref: str = Field(max_length=128)
+    subject_id: str = Field(foreign_key="subject.id", index=True, max_length=40)
+    batch_id: str = Field(foreign_key="batch.id", max_length=40)
+    received_at: str = Field(max_length=40)
+    key_version: int
+    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class MatchToken(SQLModel, table=True):
+    """A keyed hash of one match key of one record, pointing at the record's subject."""
+
+    __tablename__ = "match_token"
+    __table_args__ = (Index("ix_match_token_lookup", "agreement_id", "match_key", "token"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    agreement_id: str = Field(max_length=64)
+    match_key: str = Field(max_length=32)
+    token: str = Field(max_length=64)
+    subject_id: str = Field(foreign_key="subject.id", index=True, max_length=40)
+    record_id: str = Field(foreign_key="record.id", max_length=40)
+
+
+class AuditEntry(SQLModel, table=True):
+    """One audit entry; ``entry_hash`` chains it to the entry before."""
+
+    __tablename__ = "audit_entry"
+
+    seq: int = Field(primary_key=True)
+    at: str = Field(max_length=40)
+    actor: str = Field(max_length=64, index=True)
+    action: str = Field(max_length=32)
+    outcome: str = Field(max_length=16)
+    reason_code: str | None = Field(default=None, max_length=64)
+    agreement_id: str | None = Field(default=None, max_length=64)
+    agreement_version: int | None = None
+    purpose: str | None = Field(default=None, max_length=64)
+    dataset_id: str | None = Field(default=None, max_length=64)
+    request_id: str | None = Field(default=None, max_length=64)
+    detail: str = Field(sa_column=Column(Text, nullable=False))
+    prev_hash: str = Field(max_length=64)
+    entry_hash: str = Field(max_length=64)
+
+
+class AuditHead(SQLModel, table=True):
+    """The single row holding the log's size and last hash; locked to serialise appends."""
+
+    __tablename__ = "audit_head"
+
+    id: int = Field(primary_key=True)
+    size: int
+    head_hash: str = Field(max_length=64)
+
+
+class KeyCheck(SQLModel, table=True):
+    """Which master key this database was written with (a check value, not the key)."""
+
+    __tablename__ = "key_check"
+
+    id: int = Field(primary_key=True)
+    check_value: str = Field(max_length=32)
+    created_at: str = Field(max_length=40)

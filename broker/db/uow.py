@@ -1,0 +1,75 @@
+"""The SQL unit of work: one connection, one transaction, explicit commit."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy import Connection, Engine, RootTransaction
+from sqlalchemy.exc import SQLAlchemyError
+
+from broker.db.repositories import SqlAudit, SqlCredentials, SqlLinkage, SqlMeta, SqlRecords
+from broker.errors import StorageError
+
+
+class SqlUnitOfWork:
+    """Opens a transaction on enter; rolls back on exit unless ``commit`` was called."""
+
+    credentials: SqlCredentials
+    linkage: SqlLinkage
+    records: SqlRecords
+    audit: SqlAudit
+    meta: SqlMeta
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._connection: Connection | None = None
+        self._transaction: RootTransaction | None = None
+
+    def __enter__(self) -> Self:
+        try:
+            self._connection = self._engine.connect()
+            self._transaction = self._connection.begin()
+        except SQLAlchemyError as exc:
+            if self._connection is not None:
+                self._connection.close()
+            raise StorageError("the database could not be reached; try again shortly") from exc
+        self.credentials = SqlCredentials(self._connection)
+        self.linkage = SqlLinkage(self._connection)
+        self.records = SqlRecords(self._connection)
+        self.audit = SqlAudit(self._connection)
+        self.meta = SqlMeta(self._connection)
+        return self
+
+    def commit(self) -> None:
+        assert self._transaction is not None
+        try:
+            self._transaction.commit()
+        except SQLAlchemyError as exc:
+            raise StorageError("the database refused the change; nothing was stored") from exc
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._connection is not None and self._transaction is not None
+        try:
+            if self._transaction.is_active:
+                self._transaction.rollback()
+        finally:
+            self._connection.close()
+        # Foreign exceptions are translated where they enter; SQL text never reaches a caller.
+        if isinstance(exc, SQLAlchemyError):
+            raise StorageError("the database refused the change; nothing was stored") from exc
+
+
+class SqlUnitOfWorkFactory:
+    """Makes units of work on one engine; this is what the app factory hands the core."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __call__(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.engine)

@@ -1,0 +1,144 @@
+"""What the domain core needs from storage, declared here and implemented in ``broker.db``.
+
+Repositories never commit: the unit of work owns the transaction, so an action
+and its audit entry are committed together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol, Self
+
+from audit.events import LoggedEntry
+
+
+@dataclass(frozen=True)
+class RecordRow:
+    """A stored record as the core sees it (payload still sealed)."""
+
+    id: str
+    agreement_id: str
+    dataset_id: str
+    agency_id: str
+    source_ref: str
+    subject_id: str
+    batch_id: str
+    received_at: str
+    key_version: int
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    """One match-key token of one record."""
+
+    match_key: str
+    token: str
+    subject_id: str
+    record_id: str
+
+
+class CredentialRepository(Protocol):
+    def add(self, agency_id: str, key_digest: str, created_at: str) -> None: ...
+
+    def agency_for(self, key_digest: str) -> str | None: ...
+
+
+class LinkageRepository(Protocol):
+    def add_subjects(self, agreement_id: str, subject_ids: Sequence[str], at: str) -> None: ...
+
+    def add_tokens(self, agreement_id: str, tokens: Sequence[TokenRow]) -> None: ...
+
+    def subjects_for_tokens(
+        self, agreement_id: str, match_key: str, tokens: Sequence[str]
+    ) -> Mapping[str, set[str]]: ...
+
+    def tokens_of_subjects(
+        self, agreement_id: str, match_key: str, subject_ids: Sequence[str]
+    ) -> Mapping[str, set[str]]: ...
+
+    def count_subjects(self, agreement_id: str) -> int: ...
+
+
+class RecordRepository(Protocol):
+    def add_batch(
+        self,
+        batch_id: str,
+        agreement_id: str,
+        dataset_id: str,
+        agency_id: str,
+        at: str,
+        count: int,
+    ) -> None: ...
+
+    def add_records(self, records: Sequence[RecordRow]) -> None: ...
+
+    def existing_refs(
+        self, agreement_id: str, dataset_id: str, refs: Sequence[str]
+    ) -> set[str]: ...
+
+    def of_subject(self, agreement_id: str, subject_id: str) -> list[RecordRow]: ...
+
+
+class AuditRepository(Protocol):
+    def lock_head(self) -> tuple[int, str]: ...
+
+    def append(self, entry: LoggedEntry) -> None: ...
+
+    def set_head(self, size: int, head_hash: str) -> None: ...
+
+    def head(self) -> tuple[int, str]: ...
+
+    def iter_all(self) -> Iterator[LoggedEntry]: ...
+
+    def page(self, *, actor: str | None, after: int, limit: int) -> list[LoggedEntry]: ...
+
+
+class MetaRepository(Protocol):
+    def key_check(self) -> str | None: ...
+
+    def set_key_check(self, value: str, at: str) -> None: ...
+
+    def has_data(self) -> bool: ...
+
+
+class UnitOfWork(Protocol):
+    """One database transaction; commit explicitly, roll back on any exception."""
+
+    @property
+    def credentials(self) -> CredentialRepository: ...
+
+    @property
+    def linkage(self) -> LinkageRepository: ...
+
+    @property
+    def records(self) -> RecordRepository: ...
+
+    @property
+    def audit(self) -> AuditRepository: ...
+
+    @property
+    def meta(self) -> MetaRepository: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...
+
+
+def chunked(items: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
+    """Split a long IN (...) list into pieces the database accepts."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,114 @@
+"""The broker's keys: a master secret in a local key file, and keys derived from it.
+
+Each agreement gets its own linkage key and data key, and each recipient under
+an agreement its own pseudonym key, all derived with HKDF-SHA256 using a
+length-prefixed ``info`` that names the kind, the key version and the owner.
+So tokens made under one agreement cannot be joined with another's, and one
+recipient cannot compute another's pseudonyms.
+
+The key file is created (mode 0600) only when it does not exist. A key file
+that exists but cannot be read is an error; it is never regenerated, because
+a new key would silently orphan every stored token and payload.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from broker.errors import KeyFileError
+from broker.pseudonymise import encode_parts, key_check_value
+
+KEY_FILE_FORMAT = "accord-key-file"
+KEY_BYTES = 32
+
+
+@dataclass(frozen=True, repr=False)
+class KeyRing:
+    """The loaded master key and its version; derives every working key."""
+
+    master_key: bytes
+    version: int
+
+    def __repr__(self) -> str:  # keys must never reach a log line or a traceback
+        return f"KeyRing(version={self.version})"
+
+    def _derive(self, kind: str, *owners: str) -> bytes:
+        info = encode_parts(f"hkdf:{kind}", [str(self.version), *owners])
+        return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=info).derive(
+            self.master_key
+        )
+
+    def linkage_key(self, agreement_id: str) -> bytes:
+        """The key for match-key tokens under one agreement."""
+        return self._derive("linkage", agreement_id)
+
+    def data_key(self, agreement_id: str) -> bytes:
+        """The AES-256-GCM key for payloads stored under one agreement."""
+        return self._derive("data", agreement_id)
+
+    def pseudonym_key(self, agreement_id: str, recipient: str) -> bytes:
+        """The key for one recipient's pseudonyms under one agreement."""
+        return self._derive("pseudonym", agreement_id, recipient)
+
+    def check_value(self) -> str:
+        """A short value identifying this key, safe to store and compare."""
+        return key_check_value(self.master_key)
+
+
+def create_key_file(path: Path, *, at: datetime) -> KeyRing:
+    """Write a new key file with mode 0600; refuses to overwrite an existing file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    master = secrets.token_bytes(KEY_BYTES)
+    document = {
+        "format": KEY_FILE_FORMAT,
+        "version": 1,
+        "created": at.isoformat(),
+        "master_key": base64.b64encode(master).decode("ascii"),
+    }
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise KeyFileError("key file already exists; it is never overwritten") from None
+    except OSError as exc:
+        raise KeyFileError(f"key file could not be created: {exc.strerror}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(document, handle)
+        handle.write("\n")
+    return KeyRing(master_key=master, version=1)
+
+
+def load_key_file(path: Path) -> KeyRing:
+    """Read a key file; any problem raises KeyFileError with one clear line."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KeyFileError("key file does not exist (set BROKER_KEY_FILE)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KeyFileError(f"key file could not be read: {type(exc).__name__}") from None
+    try:
+        document = json.loads(raw)
+        if not isinstance(document, dict) or document.get("format") != KEY_FILE_FORMAT:
+            raise ValueError("format")
+        version = document["version"]
+        master = base64.b64decode(document["master_key"], validate=True)
+        if not isinstance(version, int) or version < 1 or len(master) != KEY_BYTES:
+            raise ValueError("shape")
+    except (ValueError, KeyError, TypeError):
+        raise KeyFileError("key file is corrupt or not an Accord key file") from None
+    return KeyRing(master_key=master, version=version)
+
+
+def open_or_create_key_file(path: Path, *, at: datetime) -> KeyRing:
+    """Load the key file, creating it only when no file exists at ``path``."""
+    if not path.exists():
+        return create_key_file(path, at=at)
+    return load_key_file(path)

@@ -1,0 +1,148 @@
+"""Exact-token linkage: which stored subject, if any, is this record about?
+
+Each record yields one token per match key it has the identifiers for. Keys
+are tried strongest first; a record joins a subject only when a key points at
+exactly one subject that does not contradict it. A subject contradicts a
+record when both hold an NHS number (or both a UPN) and they differ: that is
+how twins and same-name strangers are kept apart. Precision comes first, so
+an ambiguous key links nothing rather than guessing.
+
+The functions here are pure: storage is reached through the lookups passed in.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from broker.pseudonymise import token
+
+
+@dataclass(frozen=True)
+class MatchKey:
+    """A combination of normalised identifiers that, when equal, means the same subject."""
+
+    name: str
+    identifiers: tuple[str, ...]
+    strength: int
+    identity: bool = False  # a national identifier: differing values mean different people
+
+
+MATCH_KEYS: tuple[MatchKey, ...] = (
+    MatchKey("nhs", ("nhs_number",), strength=3, identity=True),
+    MatchKey("upn", ("upn",), strength=3, identity=True),
+    MatchKey(
+        "name_dob_postcode", ("given_name", "family_name", "date_of_birth", "postcode"), strength=2
+    ),
+)
+IDENTITY_KEYS = tuple(k.name for k in MATCH_KEYS if k.identity)
+
+
+def record_tokens(linkage_key: bytes, identifiers: Mapping[str, str]) -> dict[str, str]:
+    """Tokens for every match key whose identifiers the record has (already normalised)."""
+    tokens: dict[str, str] = {}
+    for key in MATCH_KEYS:
+        values = [identifiers.get(name) for name in key.identifiers]
+        if all(values):
+            tokens[key.name] = token(linkage_key, key.name, [v for v in values if v])
+    return tokens
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """Where one record went: an existing subject (with the key that matched) or a new one."""
+
+    subject_id: str
+    new: bool
+    rule: str | None
+
+
+TokenLookup = Callable[[str, Sequence[str]], Mapping[str, set[str]]]
+IdentityLookup = Callable[[str, Sequence[str]], Mapping[str, set[str]]]
+
+
+class _Index:
+    """What is known so far: stored tokens plus those of records placed in this batch."""
+
+    def __init__(self, subjects_for: TokenLookup, identity_of: IdentityLookup) -> None:
+        self._subjects_for = subjects_for
+        self._identity_of = identity_of
+        self.by_token: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.identity: dict[tuple[str, str], set[str]] = defaultdict(set)
+
+    def preload(self, all_tokens: Iterable[Mapping[str, str]]) -> None:
+        per_key: dict[str, set[str]] = defaultdict(set)
+        for tokens in all_tokens:
+            for match_key, value in tokens.items():
+                per_key[match_key].add(value)
+        candidates: set[str] = set()
+        for match_key, values in per_key.items():
+            for value, subjects in self._subjects_for(match_key, sorted(values)).items():
+                self.by_token[(match_key, value)].update(subjects)
+                candidates.update(subjects)
+        for match_key in IDENTITY_KEYS:
+            for subject, values in self._identity_of(match_key, sorted(candidates)).items():
+                self.identity[(match_key, subject)].update(values)
+
+    def compatible(self, subject: str, tokens: Mapping[str, str]) -> bool:
+        for match_key in IDENTITY_KEYS:
+            mine = tokens.get(match_key)
+            theirs = self.identity.get((match_key, subject))
+            if mine is not None and theirs and mine not in theirs:
+                return False
+        return True
+
+    def resolve(self, tokens: Mapping[str, str]) -> tuple[str | None, str | None]:
+        for key in MATCH_KEYS:
+            value = tokens.get(key.name)
+            if value is None:
+                continue
+            candidates = {
+                s for s in self.by_token.get((key.name, value), ()) if self.compatible(s, tokens)
+            }
+            if len(candidates) == 1:
+                return next(iter(candidates)), key.name
+        return None, None
+
+    def place(self, subject: str, tokens: Mapping[str, str]) -> None:
+        for match_key, value in tokens.items():
+            self.by_token[(match_key, value)].add(subject)
+            if match_key in IDENTITY_KEYS:
+                self.identity[(match_key, subject)].add(value)
+
+
+def assign_subjects(
+    batch_tokens: Sequence[Mapping[str, str]],
+    *,
+    subjects_for: TokenLookup,
+    identity_of: IdentityLookup,
+    new_subject: Callable[[], str],
+) -> list[Assignment]:
+    """Place each record of a batch, in order, with an existing or a new subject.
+
+    Records earlier in the batch count as stored for later ones, so a batch
+    gives the same subjects as sending its records one at a time.
+    """
+    index = _Index(subjects_for, identity_of)
+    index.preload(batch_tokens)
+    placed: list[Assignment] = []
+    for tokens in batch_tokens:
+        subject, rule = index.resolve(tokens)
+        assignment = (
+            Assignment(subject, new=False, rule=rule)
+            if subject is not None
+            else Assignment(new_subject(), new=True, rule=None)
+        )
+        index.place(assignment.subject_id, tokens)
+        placed.append(assignment)
+    return placed
+
+
+def find_subject(
+    tokens: Mapping[str, str], *, subjects_for: TokenLookup, identity_of: IdentityLookup
+) -> tuple[str | None, str | None]:
+    """The one stored subject these tokens point at, with the key that matched, or (None, None)."""
+    index = _Index(subjects_for, identity_of)
+    index.preload([tokens])
+    return index.resolve(tokens)

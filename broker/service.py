@@ -1,0 +1,484 @@
+"""The broker's use cases: ingest a batch, look up a subject, read and verify the audit log.
+
+This is the domain core's front door. It knows nothing of HTTP or SQL: the web
+layer calls it, and storage reaches it as a unit-of-work factory. Every action
+appends its audit entry in the same transaction; a refusal is audited in a
+transaction of its own, after the refused work was rolled back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agreements.decision import (
+    Deny,
+    Permit,
+    ReleaseRequest,
+    SupplyRequest,
+    decide,
+    decide_supply,
+)
+from agreements.models import Agreement
+from agreements.registry import AgreementRegistry
+from audit import log as audit_log
+from audit.chain import Verified
+from audit.events import AuditEvent, LoggedEntry
+from broker.clock import Clock
+from broker.errors import (
+    AuthenticationFailed,
+    BatchRejected,
+    IdentifierError,
+    KeyFileError,
+    Location,
+    NotFound,
+    Problem,
+    Refused,
+    ValidationError,
+)
+from broker.ids import new_id
+from broker.ingest import validate_batch
+from broker.interfaces import RecordRow, TokenRow, UnitOfWork, UnitOfWorkFactory
+from broker.keys import KeyRing
+from broker.linkage import assign_subjects, find_subject, record_tokens
+from broker.normalise import (
+    normalise_date,
+    normalise_name,
+    normalise_nhs_number,
+    normalise_postcode,
+    normalise_upn,
+)
+from broker.pseudonymise import pseudonym
+from broker.release import released_fields
+from broker.sealing import associated_data, seal, unseal
+
+API_KEY_PREFIX = "acc_"
+MAX_AUDIT_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Input limits the service enforces (the web layer enforces body size)."""
+
+    max_batch_records: int = 10_000
+    max_field_length: int = 1024
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What happened to an accepted batch."""
+
+    batch_id: str
+    accepted: int
+    new_subjects: int
+    linked: int
+    linked_by_rule: Mapping[str, int]
+    quality: tuple[Problem, ...]
+    audit_entries: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ReleasedRecord:
+    """One provider record as a recipient may see it."""
+
+    reference: str | None
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Holding:
+    """What one providing agency holds about the subject, as released."""
+
+    agency: str
+    dataset: str
+    records: tuple[ReleasedRecord, ...]
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    """The answer to "does anyone else know this young person?"."""
+
+    matched: bool
+    pseudonym: str | None
+    agreement_id: str
+    agreement_version: int
+    purpose: str
+    holdings: tuple[Holding, ...] = ()
+    audit_entry: int = 0
+    released: tuple[str, ...] = field(default=())
+
+
+def api_key_digest(api_key: str) -> str:
+    """The stored form of an API key (keys are 256-bit random, so a plain digest suffices)."""
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+class Broker:
+    """The service object the app factory builds once and the routes call."""
+
+    def __init__(
+        self,
+        *,
+        registry: AgreementRegistry,
+        keys: KeyRing,
+        units: UnitOfWorkFactory,
+        clock: Clock,
+        limits: Limits | None = None,
+    ) -> None:
+        self.registry = registry
+        self._keys = keys
+        self._units = units
+        self._clock = clock
+        self.limits = limits or Limits()
+
+    # -- start-up ---------------------------------------------------------
+
+    def check_keys(self) -> None:
+        """Refuse to run with a key file other than the one the database was written with."""
+        with self._units() as uow:
+            stored = uow.meta.key_check()
+            if stored is None:
+                if uow.meta.has_data():
+                    raise KeyFileError("database holds records but no key check; restore its key")
+                uow.meta.set_key_check(self._keys.check_value(), self._now())
+                uow.commit()
+            elif stored != self._keys.check_value():
+                raise KeyFileError(
+                    "key file does not match the database; restore the key file it was written with"
+                )
+
+    # -- credentials ------------------------------------------------------
+
+    def issue_api_key(self, agency_id: str) -> str:
+        """Create an API key for an agency that is a party to a loaded agreement."""
+        if not any(a.party(agency_id) for a in self.registry):
+            raise NotFound(f"agency '{agency_id}' is not a party to any loaded agreement")
+        api_key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        with self._units() as uow:
+            uow.credentials.add(agency_id, api_key_digest(api_key), self._now())
+            self._audit(
+                uow,
+                AuditEvent(
+                    actor="operator",
+                    action="credential_issued",
+                    outcome="permitted",
+                    detail={"agency": agency_id},
+                ),
+            )
+            uow.commit()
+        return api_key
+
+    def authenticate(self, api_key: str) -> str:
+        """The agency an API key belongs to; AuthenticationFailed otherwise."""
+        with self._units() as uow:
+            agency = uow.credentials.agency_for(api_key_digest(api_key))
+        if agency is None:
+            raise AuthenticationFailed("API key not recognised; ask the broker operator for one")
+        return agency
+
+    # -- ingest -----------------------------------------------------------
+
+    def ingest_batch(
+        self,
+        *,
+        agency: str,
+        agreement_id: str,
+        dataset_id: str,
+        records: Sequence[Any],
+        request_id: str | None = None,
+    ) -> IngestResult:
+        """Validate, tokenise, link and store a batch, all or nothing, with its audit entries."""
+        agreement = self.registry.get(agreement_id)
+        dataset = agreement.dataset(dataset_id)
+        if dataset is None:
+            raise NotFound(f"dataset '{dataset_id}' is not in agreement '{agreement_id}'")
+        base = AuditEvent(
+            actor=agency, action="ingest", outcome="permitted", agreement_id=agreement.id,
+            agreement_version=agreement.version, dataset_id=dataset_id, request_id=request_id,
+        )  # fmt: skip
+        decision = decide_supply(
+            agreement, SupplyRequest(agency=agency, dataset=dataset_id, on=self._today())
+        )
+        if isinstance(decision, Deny):
+            self._refuse(base, decision.code, {"records": len(records)})
+            raise Refused(decision.reason, code=decision.code)
+        if len(records) > self.limits.max_batch_records:
+            self._refuse(base, "batch_too_large", {"records": len(records)})
+            raise ValidationError(
+                f"a batch may hold at most {self.limits.max_batch_records} records; split it",
+                code="batch_too_large",
+            )
+        try:
+            with self._units() as uow:
+                result = self._store_batch(uow, agreement, dataset_id, records, base)
+                uow.commit()
+                return result
+        except BatchRejected as rejected:
+            codes = Counter(p.code for p in rejected.problems)
+            self._refuse(
+                base,
+                rejected.code,
+                {"records": len(records), "problems": dict(sorted(codes.items()))},
+            )
+            raise
+
+    def _store_batch(
+        self,
+        uow: UnitOfWork,
+        agreement: Agreement,
+        dataset_id: str,
+        records: Sequence[Any],
+        base: AuditEvent,
+    ) -> IngestResult:
+        dataset = agreement.dataset(dataset_id)
+        assert dataset is not None
+        refs = [r.get("record_id") for r in records if isinstance(r, dict)]
+        existing = uow.records.existing_refs(
+            agreement.id, dataset_id, [r for r in refs if isinstance(r, str)]
+        )
+        valid = validate_batch(
+            dataset,
+            records,
+            max_field_length=self.limits.max_field_length,
+            known_ref=existing.__contains__,
+        )
+        linkage_key = self._keys.linkage_key(agreement.id)
+        batch_tokens = [record_tokens(linkage_key, r.identifiers) for r in valid]
+        assignments = assign_subjects(
+            batch_tokens,
+            subjects_for=lambda mk, toks: uow.linkage.subjects_for_tokens(agreement.id, mk, toks),
+            identity_of=lambda mk, subs: uow.linkage.tokens_of_subjects(agreement.id, mk, subs),
+            new_subject=lambda: new_id("sub"),
+        )
+        now = self._now()
+        batch_id = new_id("bat")
+        uow.records.add_batch(batch_id, agreement.id, dataset_id, base.actor, now, len(valid))
+        uow.linkage.add_subjects(agreement.id, [a.subject_id for a in assignments if a.new], now)
+        data_key = self._keys.data_key(agreement.id)
+        rows: list[RecordRow] = []
+        tokens: list[TokenRow] = []
+        for record, assignment, record_toks in zip(valid, assignments, batch_tokens, strict=True):
+            record_id = new_id("rec")
+            plaintext = json.dumps(record.fields, sort_keys=True).encode("utf-8")
+            rows.append(
+                RecordRow(
+                    id=record_id, agreement_id=agreement.id, dataset_id=dataset_id,
+                    agency_id=base.actor, source_ref=record.source_ref,
+                    subject_id=assignment.subject_id, batch_id=batch_id, received_at=now,
+                    key_version=self._keys.version,
+                    payload=seal(data_key, plaintext, associated_data(agreement.id, record_id)),
+                )
+            )  # fmt: skip
+            tokens.extend(
+                TokenRow(mk, tok, assignment.subject_id, record_id)
+                for mk, tok in record_toks.items()
+            )
+        uow.records.add_records(rows)
+        uow.linkage.add_tokens(agreement.id, tokens)
+        quality = tuple(p for r in valid for p in r.quality)
+        by_rule = Counter(a.rule for a in assignments if a.rule is not None)
+        linked = sum(by_rule.values())
+        no_key = sum(1 for t in batch_tokens if not t)
+        ingest_entry = self._audit(
+            uow,
+            _with(base, detail={
+                "batch_id": batch_id, "records": len(valid),
+                "quality_issues": dict(sorted(Counter(p.code for p in quality).items())),
+            }),
+        )  # fmt: skip
+        link_entry = self._audit(
+            uow,
+            _with(base, action="link", detail={
+                "batch_id": batch_id, "linked": linked, "new_subjects": len(valid) - linked,
+                "by_rule": dict(sorted(by_rule.items())), "without_match_key": no_key,
+            }),
+        )  # fmt: skip
+        return IngestResult(
+            batch_id=batch_id,
+            accepted=len(valid),
+            new_subjects=len(valid) - linked,
+            linked=linked,
+            linked_by_rule=dict(by_rule),
+            quality=quality,
+            audit_entries=(ingest_entry.seq, link_entry.seq),
+        )
+
+    # -- lookup -----------------------------------------------------------
+
+    def lookup(
+        self,
+        *,
+        agency: str,
+        agreement_id: str,
+        purpose: str,
+        identifiers: Mapping[str, str],
+        fields: Sequence[tuple[str, str]] | None = None,
+        request_id: str | None = None,
+    ) -> LookupResult:
+        """Find the subject these identifiers belong to and release what the agreement permits."""
+        agreement = self.registry.get(agreement_id)
+        base = AuditEvent(
+            actor=agency, action="lookup", outcome="permitted", agreement_id=agreement.id,
+            agreement_version=agreement.version, purpose=purpose, request_id=request_id,
+        )  # fmt: skip
+        request = ReleaseRequest(
+            agency=agency,
+            purpose=purpose,
+            output="lookup",
+            on=self._today(),
+            fields=None if fields is None else tuple(fields),
+        )
+        decision = decide(agreement, request)
+        if isinstance(decision, Deny):
+            self._refuse(base, decision.code, {})
+            raise Refused(decision.reason, code=decision.code)
+        try:
+            normalised = _lookup_identifiers(identifiers)
+            tokens = record_tokens(self._keys.linkage_key(agreement.id), normalised)
+            if not tokens:
+                raise ValidationError(
+                    "too few identifiers to match safely: give an NHS number, a UPN, or given "
+                    "name, family name, date of birth and postcode",
+                    code="identifiers_insufficient",
+                )
+        except ValidationError as exc:
+            self._refuse(base, exc.code, {})
+            raise
+        with self._units() as uow:
+            subject, rule = find_subject(
+                tokens,
+                subjects_for=lambda mk, t: uow.linkage.subjects_for_tokens(agreement.id, mk, t),
+                identity_of=lambda mk, s: uow.linkage.tokens_of_subjects(agreement.id, mk, s),
+            )
+            holdings = (
+                () if subject is None else self._holdings(uow, agreement, subject, agency, decision)
+            )
+            released = sorted(
+                {f"{h.dataset}.{name}" for h in holdings for r in h.records for name in r.fields}
+            )
+            forms = {f"{f.dataset}.{f.field}": f.form for f in decision.fields}
+            entry = self._audit(
+                uow,
+                _with(base, detail={
+                    "matched": subject is not None, "subject": subject, "rule": rule,
+                    "released": [{"field": name, "form": forms[name]} for name in released],
+                    "providers": sorted({h.agency for h in holdings}),
+                }),
+            )  # fmt: skip
+            uow.commit()
+        return LookupResult(
+            matched=subject is not None,
+            pseudonym=None
+            if subject is None
+            else pseudonym(self._keys.pseudonym_key(agreement.id, agency), subject),
+            agreement_id=agreement.id,
+            agreement_version=agreement.version,
+            purpose=purpose,
+            holdings=holdings,
+            audit_entry=entry.seq,
+            released=tuple(released),
+        )
+
+    def _holdings(
+        self, uow: UnitOfWork, agreement: Agreement, subject: str, recipient: str, permit: Permit
+    ) -> tuple[Holding, ...]:
+        permitted_datasets = {f.dataset for f in permit.fields}
+        data_key = self._keys.data_key(agreement.id)
+        grouped: dict[tuple[str, str], list[ReleasedRecord]] = {}
+        for row in uow.records.of_subject(agreement.id, subject):
+            # Partners' holdings only: a recipient already knows what it supplied itself.
+            if row.agency_id == recipient or row.dataset_id not in permitted_datasets:
+                continue
+            stored = json.loads(
+                unseal(data_key, row.payload, associated_data(agreement.id, row.id))
+            )
+            fields = released_fields(row.dataset_id, stored, permit.fields)
+            reference = row.source_ref if permit.reveal_record_reference else None
+            grouped.setdefault((row.agency_id, row.dataset_id), []).append(
+                ReleasedRecord(reference=reference, fields=fields)
+            )
+        return tuple(
+            Holding(agency=agency, dataset=dataset, records=tuple(records))
+            for (agency, dataset), records in sorted(grouped.items())
+        )
+
+    # -- audit --------------------------------------------------------------
+
+    def audit_page(self, *, actor: str | None, after: int, limit: int) -> list[LoggedEntry]:
+        """Entries after position ``after``; ``actor`` None means every actor's (operator use)."""
+        if not 1 <= limit <= MAX_AUDIT_PAGE:
+            raise ValidationError(
+                f"limit must be between 1 and {MAX_AUDIT_PAGE}",
+                code="page_size_invalid",
+                location=Location(field="limit"),
+            )
+        if after < 0:
+            raise ValidationError(
+                "after must not be negative", code="page_invalid", location=Location(field="after")
+            )
+        with self._units() as uow:
+            return uow.audit.page(actor=actor, after=after, limit=limit)
+
+    def verify_audit(self) -> Verified:
+        """Recompute the whole audit chain; raises AuditIntegrityError at the first bad entry."""
+        with self._units() as uow:
+            return audit_log.verify(uow.audit)
+
+    def audit_head(self) -> tuple[int, str]:
+        """The log's size and the hash of its last entry."""
+        with self._units() as uow:
+            return uow.audit.head()
+
+    # -- helpers ------------------------------------------------------------
+
+    def _now(self) -> str:
+        return self._clock.now().isoformat(timespec="microseconds")
+
+    def _today(self) -> Any:
+        return self._clock.now().date()
+
+    def _audit(self, uow: UnitOfWork, event: AuditEvent) -> LoggedEntry:
+        return audit_log.append(uow.audit, event, at=self._now())
+
+    def _refuse(self, base: AuditEvent, code: str, detail: dict[str, Any]) -> None:
+        with self._units() as uow:
+            self._audit(uow, _with(base, outcome="refused", reason_code=code, detail=detail))
+            uow.commit()
+
+
+def _with(event: AuditEvent, **changes: Any) -> AuditEvent:
+    values = {**event.__dict__, **changes}
+    return AuditEvent(**values)
+
+
+_LOOKUP_NORMALISERS = {
+    "given_name": normalise_name,
+    "family_name": normalise_name,
+    "date_of_birth": normalise_date,
+    "postcode": normalise_postcode,
+    "nhs_number": normalise_nhs_number,
+    "upn": normalise_upn,
+}
+
+
+def _lookup_identifiers(raw: Mapping[str, str]) -> dict[str, str]:
+    """Normalise the identifiers of a lookup; any invalid one refuses the lookup."""
+    out: dict[str, str] = {}
+    for name, value in raw.items():
+        normaliser = _LOOKUP_NORMALISERS.get(name)
+        if normaliser is None:
+            raise ValidationError(
+                f"'{name[:64]}' is not an identifier a lookup accepts",
+                code="identifier_unknown",
+                location=Location(field=name[:64]),
+            )
+        try:
+            out[name] = normaliser(value)
+        except IdentifierError as exc:
+            raise IdentifierError(exc.message, location=Location(field=name)) from None
+    return out

@@ -1,0 +1,45 @@
+"""Batch ingest: a provider posts records of one dataset under one agreement."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from broker.web.deps import AgencyDep, BrokerDep, RequestIdDep
+from broker.web.schemas import BatchIn, BatchOut, ErrorOut, ProblemOut
+
+router = APIRouter(prefix="/v1", tags=["ingest"])
+
+_ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 413, 415, 422, 503)}
+
+
+@router.post(
+    "/agreements/{agreement_id}/datasets/{dataset_id}/batches",
+    status_code=201,
+    response_model=BatchOut,
+    responses=_ERRORS,  # type: ignore[arg-type]
+)
+def post_batch(
+    agreement_id: str,
+    dataset_id: str,
+    body: BatchIn,
+    agency: AgencyDep,
+    broker: BrokerDep,
+    request_id: RequestIdDep,
+) -> BatchOut:
+    """Store a batch all or nothing: any invalid record rejects the whole batch (422)."""
+    result = broker.ingest_batch(
+        agency=agency,
+        agreement_id=agreement_id,
+        dataset_id=dataset_id,
+        records=body.records,
+        request_id=request_id,
+    )
+    return BatchOut(
+        batch_id=result.batch_id,
+        accepted=result.accepted,
+        new_subjects=result.new_subjects,
+        linked=result.linked,
+        linked_by_rule=dict(result.linked_by_rule),
+        data_quality=[ProblemOut(**p.as_dict()) for p in result.quality],
+        audit_entries=list(result.audit_entries),
+    )

@@ -1,0 +1,135 @@
+"""Request and response bodies of the HTTP API (the published contract)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BatchIn(_Body):
+    """A batch of records for one dataset. Each record holds record_id, identifiers and fields."""
+
+    records: list[Any] = Field(
+        description="Records as JSON objects: record_id, the dataset's identifiers, its fields"
+    )
+
+
+class ProblemOut(BaseModel):
+    code: str
+    message: str
+    location: dict[str, Any]
+
+
+class BatchOut(BaseModel):
+    batch_id: str
+    accepted: int
+    new_subjects: int
+    linked: int
+    linked_by_rule: dict[str, int]
+    data_quality: list[ProblemOut]
+    audit_entries: list[int]
+
+
+IdentifierName = Literal[
+    "given_name", "family_name", "date_of_birth", "postcode", "nhs_number", "upn"
+]
+
+
+class LookupIn(_Body):
+    """Identifiers of a young person, the purpose, and optionally the fields wanted."""
+
+    purpose: str = Field(min_length=1, max_length=64)
+    identifiers: dict[IdentifierName, str] = Field(
+        description="date_of_birth in ISO 8601 (YYYY-MM-DD)"
+    )
+    fields: list[str] | None = Field(
+        default=None,
+        max_length=200,
+        description="'dataset.field' names; omit to receive everything the agreement permits",
+    )
+
+
+class ReleasedRecordOut(BaseModel):
+    reference: str | None
+    fields: dict[str, Any]
+
+
+class HoldingOut(BaseModel):
+    agency: str
+    dataset: str
+    records: list[ReleasedRecordOut]
+
+
+class AgreementRef(BaseModel):
+    id: str
+    version: int
+
+
+class LookupOut(BaseModel):
+    matched: bool
+    pseudonym: str | None
+    agreement: AgreementRef
+    purpose: str
+    holdings: list[HoldingOut]
+    released: list[str]
+    audit_entry: int
+
+
+class AuditEntryOut(BaseModel):
+    seq: int
+    at: str
+    actor: str
+    action: str
+    outcome: str
+    reason_code: str | None
+    agreement_id: str | None
+    agreement_version: int | None
+    purpose: str | None
+    dataset_id: str | None
+    request_id: str | None
+    detail: dict[str, Any]
+    entry_hash: str
+
+
+class AuditPageOut(BaseModel):
+    entries: list[AuditEntryOut]
+    next_after: int | None
+
+
+class AuditHeadOut(BaseModel):
+    size: int
+    head_hash: str
+
+
+class AgreementOut(BaseModel):
+    id: str
+    version: int
+    title: str
+    status: str
+    roles: list[str]
+
+
+class HealthOut(BaseModel):
+    status: str
+
+
+class ReadyOut(BaseModel):
+    status: str
+    agreements: int
+    audit_entries: int
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    location: dict[str, Any]
+    problems: list[ProblemOut]
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,49 @@
+"""Small builders shared by integration and functional tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+AGREEMENT = "sv-early-identification"
+
+
+def school_record(ref: str, given: str = "Amira", family: str = "Okafor", **extra: Any) -> dict[str, Any]:
+    """A valid school-attendance record."""
+    record: dict[str, Any] = {
+        "record_id": ref,
+        "given_name": given,
+        "family_name": family,
+        "date_of_birth": "2011-03-14",
+        "postcode": "NS1 4AB",
+        "attendance_pct": "82.5",
+        "persistent_absence": "true",
+        "excluded": "false",
+        "sen_support": "true",
+    }
+    record.update(extra)
+    return record
+
+
+def ed_record(ref: str, given: str = "Amira", family: str = "Okafor", **extra: Any) -> dict[str, Any]:
+    """A valid ed-attendances record for the same young person as school_record by default."""
+    record: dict[str, Any] = {
+        "record_id": ref,
+        "given_name": given,
+        "family_name": family,
+        "date_of_birth": "2011-03-14",
+        "postcode": "ns14ab",
+        "attendance_date": "2026-11-20",
+        "injury_type": "sharps",
+        "arrival_mode": "ambulance",
+        "safeguarding_referral_made": True,
+    }
+    record.update(extra)
+    return record
+
+
+IDENTIFIERS = {
+    "given_name": "AMIRA",
+    "family_name": "okafor",
+    "date_of_birth": "2011-03-14",
+    "postcode": "NS1 4AB",
+}
