@@ -64,7 +64,9 @@ def _agreement_in_force(agreement: Agreement, on: date) -> Deny | None:
         )
     # A version is not in force before its effective date.
     if on < agreement.effective_from:
-        return Deny("agreement_not_yet_effective", f"agreement '{agreement.id}' is not yet in force")
+        return Deny(
+            "agreement_not_yet_effective", f"agreement '{agreement.id}' is not yet in force"
+        )
     # Fail closed at expiry: nothing is shared under an expired agreement.
     if on >= agreement.expires_on:
         return Deny("agreement_expired", f"agreement '{agreement.id}' has expired; renew it")
@@ -77,7 +79,8 @@ def _agreement_in_force(agreement: Agreement, on: date) -> Deny | None:
     return None
 
 
-def decide(agreement: Agreement, request: ReleaseRequest) -> Decision:
+# One return per rule reads as the checklist it is; merging them would hide which rule denied.
+def decide(agreement: Agreement, request: ReleaseRequest) -> Decision:  # noqa: PLR0911
     """Decide a release request against one agreement version; deny by default."""
     refused = _agreement_in_force(agreement, request.on)
     if refused is not None:
@@ -85,7 +88,9 @@ def decide(agreement: Agreement, request: ReleaseRequest) -> Decision:
     party = agreement.party(request.agency)
     # Only parties to the agreement receive anything under it.
     if party is None:
-        return Deny("agency_not_party", f"agency '{request.agency}' is not a party to this agreement")
+        return Deny(
+            "agency_not_party", f"agency '{request.agency}' is not a party to this agreement"
+        )
     # A party must hold the recipient role to receive (purpose limitation).
     if "recipient" not in party.roles:
         return Deny("agency_not_recipient", f"agency '{request.agency}' is not a recipient")

@@ -180,9 +180,10 @@ def _reference_problems(agreement: Agreement) -> Iterable[tuple[tuple[PathPart, 
     for d_index, dataset in enumerate(agreement.datasets):
         provider = party_ids.get(dataset.provider)
         if provider is None:
+            hint = _suggest(dataset.provider, party_ids)
             yield (
                 ("datasets", d_index, "provider"),
-                f"provider '{dataset.provider}' is not a party{_suggest(dataset.provider, party_ids)}",
+                f"provider '{dataset.provider}' is not a party{hint}",
             )
         elif "provider" not in provider.roles:
             yield ("datasets", d_index, "provider"), f"party '{provider.id}' is not a provider"
@@ -253,9 +254,7 @@ def _condition_problems(
     basis = purpose.lawful_basis.get(dataset.provider)
     if basis is None:
         return
-    if spec.classification == "special_category" and not (
-        basis.article_9 and basis.dpa_schedule_1
-    ):
+    if spec.classification == "special_category" and not (basis.article_9 and basis.dpa_schedule_1):
         yield (
             (*where, "field"),
             f"'{spec.name}' is special category data but purpose '{purpose.id}' gives "

@@ -8,7 +8,7 @@ from broker.interfaces import AuditRepository
 
 
 def append(audit: AuditRepository, event: AuditEvent, *, at: str) -> LoggedEntry:
-    """Append ``event`` inside the caller's transaction; it commits with the action or not at all."""
+    """Append ``event`` in the caller's transaction: it commits with the action or not at all."""
     size, head_hash = audit.lock_head()
     entry = seal_entry(size + 1, at, event, head_hash)
     audit.append(entry)

@@ -44,7 +44,7 @@ def prepare_database(engine: Engine) -> None:
 
 
 def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
-    """Open the database (migrating it), load agreements and keys, and check they belong together."""
+    """Open and migrate the database, load agreements and keys, and check they belong together."""
     clock = clock or SystemClock()
     registry = AgreementRegistry.from_directory(settings.agreements_dir)
     engine = create_database_engine(settings.database_url)

@@ -19,6 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+import agreements
 from broker.errors import ConfigError
 
 DEFAULT_VAR_DIR = Path("var")
@@ -26,8 +27,6 @@ DEFAULT_VAR_DIR = Path("var")
 
 def _default_agreements_dir() -> Path:
     """The example agreements shipped with the package."""
-    import agreements
-
     return Path(agreements.__file__).parent / "examples"
 
 
@@ -71,8 +70,8 @@ class Settings(BaseSettings):
         settings_cls: type[BaseSettings],
         init_settings: PydanticBaseSettingsSource,
         env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - signature fixed by pydantic-settings
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - as above
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config_file = os.environ.get("BROKER_CONFIG_FILE")
@@ -105,7 +104,9 @@ def load_settings(**overrides: Any) -> Settings:
         first = exc.errors()[0]
         name = ".".join(str(part) for part in first["loc"]) or "settings"
         if first["type"] == "extra_forbidden":
-            raise ConfigError(f"unknown setting '{name}': remove it or check its spelling") from None
+            raise ConfigError(
+                f"unknown setting '{name}': remove it or check its spelling"
+            ) from None
         raise ConfigError(
             f"setting '{name}' (BROKER_{name.upper()}) is invalid: {first['msg']}"
         ) from None

@@ -37,7 +37,9 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _start_server(runtime: Runtime, host: str, port: int) -> tuple[uvicorn.Server, threading.Thread]:
+def _start_server(
+    runtime: Runtime, host: str, port: int
+) -> tuple[uvicorn.Server, threading.Thread]:
     config = uvicorn.Config(create_app(runtime), host=host, port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="accord-api", daemon=True)

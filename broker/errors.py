@@ -6,13 +6,13 @@
     ├── ConfigError                  config_invalid  a setting is missing or wrong; start-up stops
     ├── KeyFileError                 key_file_invalid the key file is missing, unreadable or corrupt
     ├── ValidationError              invalid_input   input does not match what was declared
-    │   ├── IdentifierError          identifier_invalid  an identifier fails its format or check
+    │   ├── IdentifierError          identifier_invalid  an identifier fails its check
     │   └── BatchRejected            batch_invalid   one or more records in a batch are invalid
     ├── AgreementError               agreement_invalid  an agreement file is wrong
-    ├── NotFound                     not_found       an agreement, dataset, agency or entry is unknown
+    ├── NotFound                     not_found       an agreement, dataset or agency is unknown
     ├── Conflict                     conflict        the request clashes with stored state
     ├── AuthenticationFailed         unauthenticated the caller did not prove who it is
-    ├── Refused                      refused         the agreement does not allow this (policy denial)
+    ├── Refused                      refused         the agreement does not allow this
     ├── AuditIntegrityError          audit_tampered  the audit log does not verify
     └── StorageError                 storage_failed  the database failed; nothing was stored
 
@@ -162,6 +162,10 @@ class AuditIntegrityError(AccordError):
     """The audit log does not verify; ``location.record`` is the first bad entry."""
 
     code = "audit_tampered"
+
+    def one_line(self) -> str:
+        """The message alone: it already names the entry."""
+        return self.message
 
 
 class StorageError(AccordError):

@@ -67,41 +67,60 @@ def _identifier(name: str, raw: str, dataset: Dataset) -> str:
 _SOFT_IDENTIFIERS = {"nhs_number", "upn", "postcode", "sex"}
 
 
-def _coerce(spec: FieldSpec, value: Any, max_length: int) -> tuple[Any, str | None]:
-    """Return (typed value, None) or (None, problem code)."""
-    kind = spec.type
-    if kind == "boolean":
-        if isinstance(value, bool):
-            return value, None
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE, None
-        return None, "wrong_type"
-    if kind == "integer":
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**18:
-            return value, None
-        if isinstance(value, str) and _INTEGER.match(value.strip()):
-            return int(value.strip()), None
-        return None, "wrong_type"
-    if kind == "number":
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            number = float(value)
-        elif isinstance(value, str) and _NUMBER.match(value.strip()):
-            number = float(value.strip())
-        else:
-            return None, "wrong_type"
-        return (number, None) if math.isfinite(number) else (None, "wrong_type")
+_WRONG = (None, "wrong_type")
+
+
+def _as_boolean(value: Any) -> tuple[Any, str | None]:
+    if isinstance(value, bool):
+        return value, None
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE, None
+    return _WRONG
+
+
+def _as_integer(value: Any) -> tuple[Any, str | None]:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 10**18:
+        return value, None
+    if isinstance(value, str) and _INTEGER.match(value.strip()):
+        return int(value.strip()), None
+    return _WRONG
+
+
+def _as_number(value: Any) -> tuple[Any, str | None]:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str) and _NUMBER.match(value.strip()):
+        number = float(value.strip())
+    else:
+        return _WRONG
+    # NaN and infinity are not measurements; JSON from some clients can carry them.
+    return (number, None) if math.isfinite(number) else _WRONG
+
+
+def _as_text(spec: FieldSpec, value: Any, max_length: int) -> tuple[Any, str | None]:
     if not isinstance(value, str):
-        return None, "wrong_type"
+        return _WRONG
     if len(value) > min(max_length, spec.max_length or max_length):
         return None, "value_too_long"
-    if kind == "date":
+    if spec.type == "date":
         try:
             return normalise.normalise_date(value, "iso"), None
         except IdentifierError:
-            return None, "wrong_type"
-    if kind == "code":
-        return (value, None) if spec.values and value in spec.values else (None, "code_unknown")
+            return _WRONG
+    if spec.type == "code" and not (spec.values and value in spec.values):
+        return None, "code_unknown"
     return value, None
+
+
+def _coerce(spec: FieldSpec, value: Any, max_length: int) -> tuple[Any, str | None]:
+    """Return (typed value, None) or (None, problem code)."""
+    if spec.type == "boolean":
+        return _as_boolean(value)
+    if spec.type == "integer":
+        return _as_integer(value)
+    if spec.type == "number":
+        return _as_number(value)
+    return _as_text(spec, value, max_length)
 
 
 _MESSAGES = {
@@ -109,6 +128,93 @@ _MESSAGES = {
     "value_too_long": "value is longer than allowed",
     "code_unknown": "value is not one of the codes declared for this field",
 }
+
+
+def _check_ref(
+    record: dict[str, Any],
+    index: int,
+    seen: set[str],
+    known_ref: Callable[[str], bool],
+    problems: _Collector,
+) -> str | None:
+    ref = record.get("record_id")
+    if not isinstance(ref, str) or not ref.strip() or len(ref) > MAX_RECORD_REF:
+        problems.add(
+            "record_id_invalid",
+            f"record_id must be a non-empty string of at most {MAX_RECORD_REF} characters",
+            index,
+            "record_id",
+        )
+        return None
+    if ref in seen:
+        problems.add(
+            "record_duplicate", "record_id appears twice in this batch", index, "record_id"
+        )
+    elif known_ref(ref):
+        problems.add(
+            "record_exists",
+            "a record with this record_id is already stored for this dataset",
+            index,
+            "record_id",
+        )
+    seen.add(ref)
+    return ref
+
+
+def _check_names(
+    record: dict[str, Any], index: int, dataset: Dataset, allowed: set[str], problems: _Collector
+) -> None:
+    for name in record:
+        if name not in allowed:
+            shown = str(name)[:64]
+            close = difflib.get_close_matches(shown, sorted(allowed), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            problems.add(
+                "field_not_declared",
+                f"field '{shown}' is not declared in dataset '{dataset.id}'{hint}",
+                index,
+                shown,
+            )
+
+
+def _identifiers(
+    record: dict[str, Any], index: int, dataset: Dataset, problems: _Collector
+) -> tuple[dict[str, str], list[Problem]]:
+    identifiers: dict[str, str] = {}
+    quality: list[Problem] = []
+    for name in dataset.identifiers:
+        raw = record.get(name)
+        if raw is None or raw == "":
+            continue
+        if not isinstance(raw, str):
+            problems.add("wrong_type", "identifier must be a string", index, name)
+            continue
+        try:
+            identifiers[name] = _identifier(name, raw, dataset)
+        except IdentifierError as exc:
+            if name in _SOFT_IDENTIFIERS:
+                quality.append(Problem("identifier_unusable", exc.message, Location(index, name)))
+            else:
+                problems.add("identifier_invalid", exc.message, index, name)
+    return identifiers, quality
+
+
+def _fields(
+    record: dict[str, Any], index: int, dataset: Dataset, max_length: int, problems: _Collector
+) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for spec in dataset.fields:
+        value = record.get(spec.name)
+        if value is None or value == "":
+            if spec.required:
+                problems.add("field_required", f"field '{spec.name}' is required", index, spec.name)
+            continue
+        typed, error = _coerce(spec, value, max_length)
+        if error is not None:
+            problems.add(error, _MESSAGES[error].format(type=spec.type), index, spec.name)
+        else:
+            fields[spec.name] = typed
+    return fields
 
 
 def validate_batch(
@@ -123,80 +229,21 @@ def validate_batch(
     ``known_ref`` says whether a record id is already stored for this dataset;
     such a record is a conflict (corrections arrive with a later issue).
     """
-    problems = _Collector()
-    valid: list[ValidRecord] = []
     if not records:
         raise BatchRejected("the batch holds no records", code="batch_empty")
-    declared = {spec.name: spec for spec in dataset.fields}
-    allowed = {"record_id", *dataset.identifiers, *declared}
+    problems = _Collector()
+    valid: list[ValidRecord] = []
+    allowed = {"record_id", *dataset.identifiers, *(spec.name for spec in dataset.fields)}
     seen_refs: set[str] = set()
     for index, record in enumerate(records):
         if not isinstance(record, dict):
             problems.add("record_not_object", "record must be a JSON object", index)
             continue
-        ref = record.get("record_id")
-        if not isinstance(ref, str) or not ref.strip() or len(ref) > MAX_RECORD_REF:
-            problems.add(
-                "record_id_invalid",
-                f"record_id must be a non-empty string of at most {MAX_RECORD_REF} characters",
-                index,
-                "record_id",
-            )
-            ref = None
-        elif ref in seen_refs:
-            problems.add(
-                "record_duplicate", "record_id appears twice in this batch", index, "record_id"
-            )
-        elif known_ref(ref):
-            problems.add(
-                "record_exists",
-                "a record with this record_id is already stored for this dataset",
-                index,
-                "record_id",
-            )
-        if isinstance(ref, str):
-            seen_refs.add(ref)
-        for name in record:
-            if name not in allowed:
-                close = difflib.get_close_matches(str(name), sorted(allowed), n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                problems.add(
-                    "field_not_declared",
-                    f"field '{str(name)[:64]}' is not declared in dataset '{dataset.id}'{hint}",
-                    index,
-                    str(name)[:64],
-                )
-        identifiers: dict[str, str] = {}
-        quality: list[Problem] = []
-        for name in dataset.identifiers:
-            raw = record.get(name)
-            if raw is None or raw == "":
-                continue
-            if not isinstance(raw, str):
-                problems.add("wrong_type", "identifier must be a string", index, name)
-                continue
-            try:
-                identifiers[name] = _identifier(name, raw, dataset)
-            except IdentifierError as exc:
-                if name in _SOFT_IDENTIFIERS:
-                    quality.append(
-                        Problem("identifier_unusable", exc.message, Location(index, name))
-                    )
-                else:
-                    problems.add("identifier_invalid", exc.message, index, name)
-        fields: dict[str, Any] = {}
-        for name, spec in declared.items():
-            value = record.get(name)
-            if value is None or value == "":
-                if spec.required:
-                    problems.add("field_required", f"field '{name}' is required", index, name)
-                continue
-            typed, error = _coerce(spec, value, max_field_length)
-            if error is not None:
-                problems.add(error, _MESSAGES[error].format(type=spec.type), index, name)
-            else:
-                fields[name] = typed
-        if isinstance(ref, str):
+        ref = _check_ref(record, index, seen_refs, known_ref, problems)
+        _check_names(record, index, dataset, allowed, problems)
+        identifiers, quality = _identifiers(record, index, dataset, problems)
+        fields = _fields(record, index, dataset, max_field_length, problems)
+        if ref is not None:
             valid.append(ValidRecord(index, ref, identifiers, fields, tuple(quality)))
     if problems.problems:
         count = len(problems.problems)

@@ -65,6 +65,7 @@ class LinkageRepository(Protocol):
 class RecordRepository(Protocol):
     def add_batch(
         self,
+        *,
         batch_id: str,
         agreement_id: str,
         dataset_id: str,

@@ -203,11 +203,27 @@ def normalise_upn(raw: str) -> str:
 # A small vocabulary, following the NHS data dictionary's person stated gender codes:
 # F female, M male, X other or indeterminate, U not known.
 _SEX_CODES: dict[str, str] = {
-    "f": "F", "female": "F", "girl": "F", "woman": "F", "2": "F",
-    "m": "M", "male": "M", "boy": "M", "man": "M", "1": "M",
-    "x": "X", "other": "X", "indeterminate": "X", "nonbinary": "X", "9": "X",
-    "u": "U", "unknown": "U", "notknown": "U", "notstated": "U", "0": "U",
-}  # fmt: skip
+    "f": "F",
+    "female": "F",
+    "girl": "F",
+    "woman": "F",
+    "2": "F",
+    "m": "M",
+    "male": "M",
+    "boy": "M",
+    "man": "M",
+    "1": "M",
+    "x": "X",
+    "other": "X",
+    "indeterminate": "X",
+    "nonbinary": "X",
+    "9": "X",
+    "u": "U",
+    "unknown": "U",
+    "notknown": "U",
+    "notstated": "U",
+    "0": "U",
+}
 
 
 def normalise_sex(raw: str) -> str:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from adapters.csv import iter_batches, read_extract
 
 AGREEMENT = "sv-early-identification"
@@ -31,10 +30,18 @@ DATASETS = {
 # What the example agreement releases to each recipient for each purpose, per dataset.
 PERMITTED = {
     ("social-care", "safeguarding-triage"): {
-        "school-attendance": {"attendance_pct", "persistent_absence", "excluded",
-                              "alternative_provision"},
-        "police-incidents": {"incident_type", "role_in_incident", "incident_date",
-                             "exploitation_concern"},
+        "school-attendance": {
+            "attendance_pct",
+            "persistent_absence",
+            "excluded",
+            "alternative_provision",
+        },
+        "police-incidents": {
+            "incident_type",
+            "role_in_incident",
+            "incident_date",
+            "exploitation_concern",
+        },
         "ed-attendances": {"attendance_date", "injury_type", "safeguarding_referral_made"},
     },
     ("school", "safeguarding-triage"): {
@@ -45,7 +52,7 @@ PERMITTED = {
         "ed-attendances": {"injury_type", "attendance_date"},
         "school-attendance": {"excluded"},
     },
-}  # fmt: skip
+}
 BATCH_SIZE = 250
 LOOKUP_IDENTIFIERS = ("given_name", "family_name", "date_of_birth", "postcode")
 
@@ -101,16 +108,18 @@ def _people(extracts: Path) -> dict[str, _Person]:
     with (extracts / "truth.csv").open(encoding="utf-8", newline="") as handle:
         for truth in csv.DictReader(handle):
             person = truth["person_id"]
-            by_person[person].append((truth["agency"], rows_by_ref[(truth["agency"], truth["record_id"])]))
+            by_person[person].append(
+                (truth["agency"], rows_by_ref[(truth["agency"], truth["record_id"])])
+            )
             if truth["corruptions"]:
                 clean[person] = False
             if truth["twin"].lower() in ("true", "1", "yes"):
                 twins.add(person)
     return {
-        person: _Person(person, frozenset(a for a, _ in rows), {a: r for a, r in rows})
+        person: _Person(person, frozenset(a for a, _ in rows), dict(rows))
         for person, rows in by_person.items()
         if clean[person] and person not in twins
-    }  # fmt: skip
+    }
 
 
 class _Agency:
@@ -132,7 +141,9 @@ class _Agency:
         body: dict[str, Any] = {"purpose": purpose, "identifiers": dict(identifiers)}
         if fields is not None:
             body["fields"] = fields
-        return self.client.post(f"/v1/agreements/{AGREEMENT}/lookups", json=body, headers=self.headers)
+        return self.client.post(
+            f"/v1/agreements/{AGREEMENT}/lookups", json=body, headers=self.headers
+        )
 
 
 def _code(response: httpx.Response) -> str:
@@ -153,13 +164,16 @@ def run_scenario(base_url: str, api_keys: Mapping[str, str], extracts: Path) -> 
         _lookups(report, agencies, people)
         _denials(report, agencies, people, client)
         for name, agency in agencies.items():
-            response = client.get("/v1/audit/entries", headers=agency.headers, params={"limit": 1000})
+            response = client.get(
+                "/v1/audit/entries", headers=agency.headers, params={"limit": 1000}
+            )
             entries = response.json()["entries"] if response.status_code == 200 else []
             report.check(
                 f"{name} can read its own audit entries",
-                response.status_code == 200 and bool(entries)
+                response.status_code == 200
+                and bool(entries)
                 and all(e["actor"] == name for e in entries),
-            )  # fmt: skip
+            )
     return report
 
 
@@ -178,20 +192,28 @@ def _ingest(report: ScenarioReport, agencies: Mapping[str, _Agency], extracts: P
             report.linked += body["linked"]
             report.new_subjects += body["new_subjects"]
         report.records[name] = accepted
-        report.check(f"every {name} record stored", accepted == len(rows), f"{accepted}/{len(rows)}")
+        report.check(
+            f"every {name} record stored", accepted == len(rows), f"{accepted}/{len(rows)}"
+        )
 
 
 def _rejected_batch(report: ScenarioReport, ed: _Agency) -> None:
     """A batch with one impossible date and one undeclared field is refused whole."""
     good = {
-        "record_id": "ED-DEMO-1", "given_name": "Demo", "family_name": "Example",
-        "date_of_birth": "2010-05-04", "postcode": "NS1 1AA", "attendance_date": "2026-11-20",
+        "record_id": "ED-DEMO-1",
+        "given_name": "Demo",
+        "family_name": "Example",
+        "date_of_birth": "2010-05-04",
+        "postcode": "NS1 1AA",
+        "attendance_date": "2026-11-20",
         "injury_type": "other",
-    }  # fmt: skip
+    }
     bad = {**good, "record_id": "ED-DEMO-2", "attendance_date": "2026-02-30", "ward": "A1"}
     response = ed.post_batch("ed-attendances", [good, bad])
     error = response.json().get("error", {}) if response.status_code == 422 else {}
-    where = {(p["location"].get("record"), p["location"].get("field")) for p in error.get("problems", [])}
+    where = {
+        (p["location"].get("record"), p["location"].get("field")) for p in error.get("problems", [])
+    }
     report.check(
         "invalid batch refused whole, naming record and field",
         error.get("code") == "batch_invalid" and {(1, "attendance_date"), (1, "ward")} <= where,
@@ -218,7 +240,9 @@ def _released_ok(body: dict[str, Any], permitted: Mapping[str, set[str]]) -> boo
     return True
 
 
-def _lookups(report: ScenarioReport, agencies: Mapping[str, _Agency], people: Mapping[str, _Person]) -> None:
+def _lookups(
+    report: ScenarioReport, agencies: Mapping[str, _Agency], people: Mapping[str, _Person]
+) -> None:
     # Young people known to social care and at least two partners, as at a daily briefing.
     briefing = sorted(
         (p for p in people.values() if "social-care" in p.agencies and len(p.agencies) >= 3),
@@ -227,13 +251,17 @@ def _lookups(report: ScenarioReport, agencies: Mapping[str, _Agency], people: Ma
     report.check("the town has young people known to three or more agencies", len(briefing) >= 3)
     for person in briefing:
         identifiers = {k: person.rows["social-care"][k] for k in LOOKUP_IDENTIFIERS}
-        for recipient, purpose in (("social-care", "safeguarding-triage"),
-                                   ("school", "safeguarding-triage"),
-                                   ("police", "violence-reduction")):  # fmt: skip
+        for recipient, purpose in (
+            ("social-care", "safeguarding-triage"),
+            ("school", "safeguarding-triage"),
+            ("police", "violence-reduction"),
+        ):
             permitted = PERMITTED[(recipient, purpose)]
             response = agencies[recipient].lookup(purpose, identifiers)
             report.lookups += 1
-            if not report.check(f"{recipient} lookup permitted", response.status_code == 200, _code(response)):
+            if not report.check(
+                f"{recipient} lookup permitted", response.status_code == 200, _code(response)
+            ):
                 continue
             body = response.json()
             report.received.setdefault(recipient, []).append(body)
@@ -241,18 +269,24 @@ def _lookups(report: ScenarioReport, agencies: Mapping[str, _Agency], people: Ma
             expected = {a for a in providers if DATASETS[a] in permitted}
             got = {h["agency"] for h in body["holdings"]}
             report.matched += int(body["matched"])
-            report.fields_released += sum(len(r["fields"]) for h in body["holdings"] for r in h["records"])
+            report.fields_released += sum(
+                len(r["fields"]) for h in body["holdings"] for r in h["records"]
+            )
             report.check(
                 f"{recipient} sees exactly the partners that hold {person.person_id}",
                 body["matched"] and got == expected,
                 f"expected {sorted(expected)}, got {sorted(got)}",
             )
-            report.check(f"{recipient} receives only permitted fields", _released_ok(body, permitted))
+            report.check(
+                f"{recipient} receives only permitted fields", _released_ok(body, permitted)
+            )
     if briefing:
         _pseudonyms_differ(report, agencies, briefing[0])
 
 
-def _pseudonyms_differ(report: ScenarioReport, agencies: Mapping[str, _Agency], person: _Person) -> None:
+def _pseudonyms_differ(
+    report: ScenarioReport, agencies: Mapping[str, _Agency], person: _Person
+) -> None:
     identifiers = {k: person.rows["social-care"][k] for k in LOOKUP_IDENTIFIERS}
     first = agencies["social-care"].lookup("safeguarding-triage", identifiers).json()
     again = agencies["social-care"].lookup("safeguarding-triage", identifiers).json()
@@ -270,26 +304,65 @@ def _denials(
     people: Mapping[str, _Person],
     client: httpx.Client,
 ) -> None:
-    person = next(p for p in sorted(people.values(), key=lambda p: p.person_id) if "social-care" in p.agencies)
+    person = next(
+        p for p in sorted(people.values(), key=lambda p: p.person_id) if "social-care" in p.agencies
+    )
     identifiers = {k: person.rows["social-care"][k] for k in LOOKUP_IDENTIFIERS}
     attempts = [
-        ("school asks for police incident types", 403, "field_not_permitted",
-         agencies["school"].lookup("safeguarding-triage", identifiers, ["police-incidents.incident_type"])),
-        ("the emergency department, a provider only, asks for a lookup", 403, "agency_not_recipient",
-         agencies["ed"].lookup("safeguarding-triage", identifiers)),
-        ("police ask for a purpose the agreement does not name", 403, "purpose_unknown",
-         agencies["police"].lookup("mace-identification", identifiers)),
-        ("police ask for the social care purpose", 403, "no_release_for_recipient",
-         agencies["police"].lookup("safeguarding-triage", identifiers)),
-        ("police post records into the school's dataset", 403, "agency_not_provider",
-         agencies["police"].post_batch("school-attendance", [{"record_id": "X1"}])),
-        ("a lookup with a given name only", 422, "identifiers_insufficient",
-         agencies["social-care"].lookup("safeguarding-triage", {"given_name": identifiers["given_name"]})),
-        ("a caller with an unknown API key", 401, "unauthenticated",
-         client.post(f"/v1/agreements/{AGREEMENT}/lookups", headers={"Authorization": "Bearer acc_wrong"},
-                     json={"purpose": "safeguarding-triage", "identifiers": identifiers})),
-    ]  # fmt: skip
+        (
+            "school asks for police incident types",
+            403,
+            "field_not_permitted",
+            agencies["school"].lookup(
+                "safeguarding-triage", identifiers, ["police-incidents.incident_type"]
+            ),
+        ),
+        (
+            "the emergency department, a provider only, asks for a lookup",
+            403,
+            "agency_not_recipient",
+            agencies["ed"].lookup("safeguarding-triage", identifiers),
+        ),
+        (
+            "police ask for a purpose the agreement does not name",
+            403,
+            "purpose_unknown",
+            agencies["police"].lookup("mace-identification", identifiers),
+        ),
+        (
+            "police ask for the social care purpose",
+            403,
+            "no_release_for_recipient",
+            agencies["police"].lookup("safeguarding-triage", identifiers),
+        ),
+        (
+            "police post records into the school's dataset",
+            403,
+            "agency_not_provider",
+            agencies["police"].post_batch("school-attendance", [{"record_id": "X1"}]),
+        ),
+        (
+            "a lookup with a given name only",
+            422,
+            "identifiers_insufficient",
+            agencies["social-care"].lookup(
+                "safeguarding-triage", {"given_name": identifiers["given_name"]}
+            ),
+        ),
+        (
+            "a caller with an unknown API key",
+            401,
+            "unauthenticated",
+            client.post(
+                f"/v1/agreements/{AGREEMENT}/lookups",
+                headers={"Authorization": "Bearer acc_wrong"},
+                json={"purpose": "safeguarding-triage", "identifiers": identifiers},
+            ),
+        ),
+    ]
     for name, status, code, response in attempts:
         got = _code(response)
-        report.check(f"refused: {name} ({code})", response.status_code == status and got == code, got)
+        report.check(
+            f"refused: {name} ({code})", response.status_code == status and got == code, got
+        )
         report.denials[got] += 1

@@ -198,9 +198,14 @@ class Broker:
         if dataset is None:
             raise NotFound(f"dataset '{dataset_id}' is not in agreement '{agreement_id}'")
         base = AuditEvent(
-            actor=agency, action="ingest", outcome="permitted", agreement_id=agreement.id,
-            agreement_version=agreement.version, dataset_id=dataset_id, request_id=request_id,
-        )  # fmt: skip
+            actor=agency,
+            action="ingest",
+            outcome="permitted",
+            agreement_id=agreement.id,
+            agreement_version=agreement.version,
+            dataset_id=dataset_id,
+            request_id=request_id,
+        )
         decision = decide_supply(
             agreement, SupplyRequest(agency=agency, dataset=dataset_id, on=self._today())
         )
@@ -257,7 +262,14 @@ class Broker:
         )
         now = self._now()
         batch_id = new_id("bat")
-        uow.records.add_batch(batch_id, agreement.id, dataset_id, base.actor, now, len(valid))
+        uow.records.add_batch(
+            batch_id=batch_id,
+            agreement_id=agreement.id,
+            dataset_id=dataset_id,
+            agency_id=base.actor,
+            at=now,
+            count=len(valid),
+        )
         uow.linkage.add_subjects(agreement.id, [a.subject_id for a in assignments if a.new], now)
         data_key = self._keys.data_key(agreement.id)
         rows: list[RecordRow] = []
@@ -267,13 +279,18 @@ class Broker:
             plaintext = json.dumps(record.fields, sort_keys=True).encode("utf-8")
             rows.append(
                 RecordRow(
-                    id=record_id, agreement_id=agreement.id, dataset_id=dataset_id,
-                    agency_id=base.actor, source_ref=record.source_ref,
-                    subject_id=assignment.subject_id, batch_id=batch_id, received_at=now,
+                    id=record_id,
+                    agreement_id=agreement.id,
+                    dataset_id=dataset_id,
+                    agency_id=base.actor,
+                    source_ref=record.source_ref,
+                    subject_id=assignment.subject_id,
+                    batch_id=batch_id,
+                    received_at=now,
                     key_version=self._keys.version,
                     payload=seal(data_key, plaintext, associated_data(agreement.id, record_id)),
                 )
-            )  # fmt: skip
+            )
             tokens.extend(
                 TokenRow(mk, tok, assignment.subject_id, record_id)
                 for mk, tok in record_toks.items()
@@ -286,18 +303,29 @@ class Broker:
         no_key = sum(1 for t in batch_tokens if not t)
         ingest_entry = self._audit(
             uow,
-            _with(base, detail={
-                "batch_id": batch_id, "records": len(valid),
-                "quality_issues": dict(sorted(Counter(p.code for p in quality).items())),
-            }),
-        )  # fmt: skip
+            _with(
+                base,
+                detail={
+                    "batch_id": batch_id,
+                    "records": len(valid),
+                    "quality_issues": dict(sorted(Counter(p.code for p in quality).items())),
+                },
+            ),
+        )
         link_entry = self._audit(
             uow,
-            _with(base, action="link", detail={
-                "batch_id": batch_id, "linked": linked, "new_subjects": len(valid) - linked,
-                "by_rule": dict(sorted(by_rule.items())), "without_match_key": no_key,
-            }),
-        )  # fmt: skip
+            _with(
+                base,
+                action="link",
+                detail={
+                    "batch_id": batch_id,
+                    "linked": linked,
+                    "new_subjects": len(valid) - linked,
+                    "by_rule": dict(sorted(by_rule.items())),
+                    "without_match_key": no_key,
+                },
+            ),
+        )
         return IngestResult(
             batch_id=batch_id,
             accepted=len(valid),
@@ -323,9 +351,14 @@ class Broker:
         """Find the subject these identifiers belong to and release what the agreement permits."""
         agreement = self.registry.get(agreement_id)
         base = AuditEvent(
-            actor=agency, action="lookup", outcome="permitted", agreement_id=agreement.id,
-            agreement_version=agreement.version, purpose=purpose, request_id=request_id,
-        )  # fmt: skip
+            actor=agency,
+            action="lookup",
+            outcome="permitted",
+            agreement_id=agreement.id,
+            agreement_version=agreement.version,
+            purpose=purpose,
+            request_id=request_id,
+        )
         request = ReleaseRequest(
             agency=agency,
             purpose=purpose,
@@ -364,12 +397,17 @@ class Broker:
             forms = {f"{f.dataset}.{f.field}": f.form for f in decision.fields}
             entry = self._audit(
                 uow,
-                _with(base, detail={
-                    "matched": subject is not None, "subject": subject, "rule": rule,
-                    "released": [{"field": name, "form": forms[name]} for name in released],
-                    "providers": sorted({h.agency for h in holdings}),
-                }),
-            )  # fmt: skip
+                _with(
+                    base,
+                    detail={
+                        "matched": subject is not None,
+                        "subject": subject,
+                        "rule": rule,
+                        "released": [{"field": name, "form": forms[name]} for name in released],
+                        "providers": sorted({h.agency for h in holdings}),
+                    },
+                ),
+            )
             uow.commit()
         return LookupResult(
             matched=subject is not None,

@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
 from broker.bootstrap import Runtime, build_runtime
 from broker.clock import FixedClock
@@ -30,11 +32,9 @@ def postgres_available() -> bool:
     """Whether a PostgreSQL server answers (checked once per worker)."""
     if "up" not in _postgres_state:
         try:
-            import psycopg
-
             with psycopg.connect(POSTGRES_URL, connect_timeout=3):
                 _postgres_state["up"] = True
-        except Exception:
+        except psycopg.Error:
             _postgres_state["up"] = False
     return _postgres_state["up"]
 
@@ -49,9 +49,6 @@ def require_postgres() -> None:
 
 
 def _fresh_postgres() -> Iterator[str]:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
     name = f"accord_test_{secrets.token_hex(6)}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')

@@ -7,7 +7,9 @@ from typing import Any
 AGREEMENT = "sv-early-identification"
 
 
-def school_record(ref: str, given: str = "Amira", family: str = "Okafor", **extra: Any) -> dict[str, Any]:
+def school_record(
+    ref: str, given: str = "Amira", family: str = "Okafor", **extra: Any
+) -> dict[str, Any]:
     """A valid school-attendance record."""
     record: dict[str, Any] = {
         "record_id": ref,
@@ -24,7 +26,9 @@ def school_record(ref: str, given: str = "Amira", family: str = "Okafor", **extr
     return record
 
 
-def ed_record(ref: str, given: str = "Amira", family: str = "Okafor", **extra: Any) -> dict[str, Any]:
+def ed_record(
+    ref: str, given: str = "Amira", family: str = "Okafor", **extra: Any
+) -> dict[str, Any]:
     """A valid ed-attendances record for the same young person as school_record by default."""
     record: dict[str, Any] = {
         "record_id": ref,

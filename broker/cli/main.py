@@ -120,7 +120,9 @@ def audit_verify() -> None:
 
 
 @agencies_app.command("key")
-def agencies_key(agency: Annotated[str, typer.Argument(help="Agency id from an agreement")]) -> None:
+def agencies_key(
+    agency: Annotated[str, typer.Argument(help="Agency id from an agreement")],
+) -> None:
     """Issue a new API key for an agency; it is printed once and stored only as a digest."""
     from broker.bootstrap import build_runtime
     from broker.config import load_settings

@@ -114,9 +114,9 @@ class SqlLinkage:
     def count_subjects(self, agreement_id: str) -> int:
         return int(
             self._c.execute(
-                select(func.count()).select_from(SUBJECT).where(
-                    SUBJECT.c.agreement_id == agreement_id
-                )
+                select(func.count())
+                .select_from(SUBJECT)
+                .where(SUBJECT.c.agreement_id == agreement_id)
             ).scalar_one()
         )
 
@@ -127,6 +127,7 @@ class SqlRecords:
 
     def add_batch(
         self,
+        *,
         batch_id: str,
         agreement_id: str,
         dataset_id: str,

@@ -54,7 +54,8 @@ class SqlUnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._connection is not None and self._transaction is not None
+        assert self._connection is not None
+        assert self._transaction is not None
         try:
             if self._transaction.is_active:
                 self._transaction.rollback()

@@ -95,10 +95,13 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(400, "malformed_json", "request body is not valid JSON")
         # Messages only: pydantic's "input" would echo what the caller sent.
         problems = [
-            {"code": "request_invalid", "message": str(d.get("msg", "invalid")),
-             "location": _location_of(tuple(d.get("loc", ())))}
+            {
+                "code": "request_invalid",
+                "message": str(d.get("msg", "invalid")),
+                "location": _location_of(tuple(d.get("loc", ()))),
+            }
             for d in details[:50]
-        ]  # fmt: skip
+        ]
         first = problems[0] if problems else {"message": "invalid request", "location": {}}
         return error_response(
             422,

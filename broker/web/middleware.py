@@ -1,7 +1,8 @@
-"""ASGI middleware that guards the API before any route runs: body size, content type, request id."""
+"""ASGI middleware guarding the API before any route runs: body size, content type, request id."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -55,9 +56,12 @@ class GuardMiddleware:
             media = headers.get("content-type", "").split(";")[0].strip().lower()
             if media != "application/json":
                 await _send_error(
-                    send, 415, "unsupported_media_type",
-                    "send the request body as application/json", request_id,
-                )  # fmt: skip
+                    send,
+                    415,
+                    "unsupported_media_type",
+                    "send the request body as application/json",
+                    request_id,
+                )
                 return
             declared = headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
@@ -86,10 +90,8 @@ class GuardMiddleware:
                 message["headers"] = [*message.get("headers", []), extra]
             await send(message)
 
-        try:
+        with contextlib.suppress(_TooLarge):
             await self.app(scope, limited_receive, tagged_send)
-        except _TooLarge:
-            pass
         if too_large:
             await _send_error(send, 413, "body_too_large", self._too_large(), request_id)
 

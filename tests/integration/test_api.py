@@ -54,14 +54,20 @@ def _error(response: Any, status: int, code: str) -> dict[str, Any]:
 def test_health_ready_and_openapi(client: TestClient) -> None:
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready").json()
-    assert ready["status"] == "ready" and ready["agreements"] == 1
+    assert ready["status"] == "ready"
+    assert ready["agreements"] == 1
     paths = client.get("/openapi.json").json()["paths"]
-    assert {BATCHES.replace(AGREEMENT, "{agreement_id}").replace("school-attendance", "{dataset_id}"),
-            "/v1/agreements/{agreement_id}/lookups", "/v1/audit/entries"} <= set(paths)  # fmt: skip
+    assert {
+        BATCHES.replace(AGREEMENT, "{agreement_id}").replace("school-attendance", "{dataset_id}"),
+        "/v1/agreements/{agreement_id}/lookups",
+        "/v1/audit/entries",
+    } <= set(paths)
 
 
 def test_batch_then_lookup(client: TestClient, keys: dict[str, dict[str, str]]) -> None:
-    created = client.post(BATCHES, json={"records": [school_record("SCH-1")]}, headers=keys["school"])
+    created = client.post(
+        BATCHES, json={"records": [school_record("SCH-1")]}, headers=keys["school"]
+    )
     assert created.status_code == 201, created.text
     assert created.json()["accepted"] == 1
     assert created.headers["x-request-id"]
@@ -102,7 +108,9 @@ def test_malformed_json(client: TestClient, keys: dict[str, dict[str, str]]) -> 
 
 def test_wrong_content_type(client: TestClient, keys: dict[str, dict[str, str]]) -> None:
     response = client.post(
-        BATCHES, content=b"record_id\nSCH-1\n", headers={**keys["school"], "Content-Type": "text/csv"}
+        BATCHES,
+        content=b"record_id\nSCH-1\n",
+        headers={**keys["school"], "Content-Type": "text/csv"},
     )
     _error(response, 415, "unsupported_media_type")
 
@@ -119,15 +127,23 @@ def test_body_over_the_limit(client: TestClient, keys: dict[str, dict[str, str]]
 
 def test_unknown_agreement_and_dataset(client: TestClient, keys: dict[str, dict[str, str]]) -> None:
     _error(
-        client.post("/v1/agreements/nope/datasets/school-attendance/batches",
-                    json={"records": [school_record("S")]}, headers=keys["school"]),
-        404, "not_found",
-    )  # fmt: skip
+        client.post(
+            "/v1/agreements/nope/datasets/school-attendance/batches",
+            json={"records": [school_record("S")]},
+            headers=keys["school"],
+        ),
+        404,
+        "not_found",
+    )
     _error(
-        client.post(f"/v1/agreements/{AGREEMENT}/datasets/nope/batches",
-                    json={"records": [school_record("S")]}, headers=keys["school"]),
-        404, "not_found",
-    )  # fmt: skip
+        client.post(
+            f"/v1/agreements/{AGREEMENT}/datasets/nope/batches",
+            json={"records": [school_record("S")]},
+            headers=keys["school"],
+        ),
+        404,
+        "not_found",
+    )
 
 
 def test_undeclared_missing_and_overlong_fields_name_record_and_field(
@@ -139,9 +155,14 @@ def test_undeclared_missing_and_overlong_fields_name_record_and_field(
         {k: v for k, v in school_record("SCH-3").items() if k != "persistent_absence"},
         school_record("SCH-4", given_name="A" * 300),
     ]
-    error = _error(client.post(BATCHES, json={"records": records}, headers=keys["school"]),
-                   422, "batch_invalid")  # fmt: skip
-    found = {(p["code"], p["location"]["record"], p["location"]["field"]) for p in error["problems"]}
+    error = _error(
+        client.post(BATCHES, json={"records": records}, headers=keys["school"]),
+        422,
+        "batch_invalid",
+    )
+    found = {
+        (p["code"], p["location"]["record"], p["location"]["field"]) for p in error["problems"]
+    }
     assert ("field_not_declared", 1, "attendance_pc") in found
     assert ("field_required", 2, "persistent_absence") in found
     assert ("identifier_invalid", 3, "given_name") in found
@@ -156,8 +177,11 @@ def test_duplicate_record_is_a_conflict_within_the_batch_rules(
     client: TestClient, keys: dict[str, dict[str, str]]
 ) -> None:
     client.post(BATCHES, json={"records": [school_record("SCH-1")]}, headers=keys["school"])
-    error = _error(client.post(BATCHES, json={"records": [school_record("SCH-1")]},
-                               headers=keys["school"]), 422, "batch_invalid")  # fmt: skip
+    error = _error(
+        client.post(BATCHES, json={"records": [school_record("SCH-1")]}, headers=keys["school"]),
+        422,
+        "batch_invalid",
+    )
     assert error["problems"][0]["code"] == "record_exists"
 
 
@@ -165,20 +189,30 @@ def test_request_schema_errors_have_a_location(
     client: TestClient, keys: dict[str, dict[str, str]]
 ) -> None:
     error = _error(
-        client.post(LOOKUPS, json={"purpose": "safeguarding-triage", "identifiers": {"shoe_size": "9"}},
-                    headers=keys["social-care"]),
-        422, "request_invalid",
-    )  # fmt: skip
+        client.post(
+            LOOKUPS,
+            json={"purpose": "safeguarding-triage", "identifiers": {"shoe_size": "9"}},
+            headers=keys["social-care"],
+        ),
+        422,
+        "request_invalid",
+    )
     assert error["location"]["field"].startswith("identifiers")
     assert "9" not in error["message"]
 
 
-def test_refusals_are_403_with_the_rule(client: TestClient, keys: dict[str, dict[str, str]]) -> None:
+def test_refusals_are_403_with_the_rule(
+    client: TestClient, keys: dict[str, dict[str, str]]
+) -> None:
     error = _error(
-        client.post(LOOKUPS, json={"purpose": "safeguarding-triage", "identifiers": IDENTIFIERS},
-                    headers=keys["ed"]),
-        403, "agency_not_recipient",
-    )  # fmt: skip
+        client.post(
+            LOOKUPS,
+            json={"purpose": "safeguarding-triage", "identifiers": IDENTIFIERS},
+            headers=keys["ed"],
+        ),
+        403,
+        "agency_not_recipient",
+    )
     assert "recipient" in error["message"]
 
 
@@ -189,7 +223,9 @@ def test_audit_read_is_limited_to_the_caller(
     mine = client.get("/v1/audit/entries", headers=keys["school"]).json()["entries"]
     assert [e["action"] for e in mine] == ["ingest", "link"]
     assert client.get("/v1/audit/entries", headers=keys["police"]).json()["entries"] == []
-    _error(client.get("/v1/audit/entries?limit=100000", headers=keys["school"]), 422, "request_invalid")
+    _error(
+        client.get("/v1/audit/entries?limit=100000", headers=keys["school"]), 422, "request_invalid"
+    )
     head = client.get("/v1/audit/head", headers=keys["police"]).json()
     assert head["size"] >= 2
 
@@ -199,6 +235,11 @@ def test_agreements_list_shows_the_callers_roles(
 ) -> None:
     listed = client.get("/v1/agreements", headers=keys["ed"]).json()
     assert listed == [
-        {"id": AGREEMENT, "version": 1, "title": listed[0]["title"], "status": "active",
-         "roles": ["provider"]}
-    ]  # fmt: skip
+        {
+            "id": AGREEMENT,
+            "version": 1,
+            "title": listed[0]["title"],
+            "status": "active",
+            "roles": ["provider"],
+        }
+    ]

@@ -10,6 +10,7 @@ from broker.clock import FixedClock
 from broker.config import Settings
 from broker.db.repositories import AUDIT, RECORD, SUBJECT, TOKEN
 from broker.errors import AuditIntegrityError, BatchRejected, KeyFileError, Refused
+from broker.keys import create_key_file
 from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, school_record
 
 
@@ -21,25 +22,33 @@ def _count(runtime: Runtime, table: object) -> int:
 def _ingest_pair(runtime: Runtime) -> None:
     broker = runtime.broker
     broker.ingest_batch(
-        agency="school", agreement_id=AGREEMENT, dataset_id="school-attendance",
+        agency="school",
+        agreement_id=AGREEMENT,
+        dataset_id="school-attendance",
         records=[school_record("SCH-1"), school_record("SCH-2", given="Bilal", family="Hussain")],
-    )  # fmt: skip
+    )
     broker.ingest_batch(
-        agency="ed", agreement_id=AGREEMENT, dataset_id="ed-attendances",
+        agency="ed",
+        agreement_id=AGREEMENT,
+        dataset_id="ed-attendances",
         records=[ed_record("ED-1")],
-    )  # fmt: skip
+    )
 
 
 def test_same_young_person_is_linked_across_agencies(runtime: Runtime) -> None:
     broker = runtime.broker
     first = broker.ingest_batch(
-        agency="school", agreement_id=AGREEMENT, dataset_id="school-attendance",
+        agency="school",
+        agreement_id=AGREEMENT,
+        dataset_id="school-attendance",
         records=[school_record("SCH-1")],
-    )  # fmt: skip
+    )
     second = broker.ingest_batch(
-        agency="ed", agreement_id=AGREEMENT, dataset_id="ed-attendances",
+        agency="ed",
+        agreement_id=AGREEMENT,
+        dataset_id="ed-attendances",
         records=[ed_record("ED-1", given="amira", family="OKAFOR")],
-    )  # fmt: skip
+    )
     assert (first.new_subjects, first.linked) == (1, 0)
     assert (second.new_subjects, second.linked) == (0, 1)
     assert second.linked_by_rule == {"name_dob_postcode": 1}
@@ -49,10 +58,14 @@ def test_same_young_person_is_linked_across_agencies(runtime: Runtime) -> None:
 def test_lookup_releases_only_permitted_fields_in_their_forms(runtime: Runtime) -> None:
     _ingest_pair(runtime)
     result = runtime.broker.lookup(
-        agency="social-care", agreement_id=AGREEMENT, purpose="safeguarding-triage",
+        agency="social-care",
+        agreement_id=AGREEMENT,
+        purpose="safeguarding-triage",
         identifiers=IDENTIFIERS,
-    )  # fmt: skip
-    assert result.matched and result.pseudonym and result.pseudonym.startswith("ps_")
+    )
+    assert result.matched
+    assert result.pseudonym is not None
+    assert result.pseudonym.startswith("ps_")
     by_agency = {h.agency: h for h in result.holdings}
     assert set(by_agency) == {"school", "ed"}
     school_fields = by_agency["school"].records[0].fields
@@ -69,9 +82,11 @@ def test_lookup_releases_only_permitted_fields_in_their_forms(runtime: Runtime) 
     assert by_agency["ed"].records[0].reference == "ED-1"
 
     police = runtime.broker.lookup(
-        agency="police", agreement_id=AGREEMENT, purpose="violence-reduction",
+        agency="police",
+        agreement_id=AGREEMENT,
+        purpose="violence-reduction",
         identifiers=IDENTIFIERS,
-    )  # fmt: skip
+    )
     ed = next(h for h in police.holdings if h.agency == "ed")
     assert ed.records[0].fields == {"injury_type": "sharps", "attendance_date": "2026-11"}
     assert ed.records[0].reference is None
@@ -81,18 +96,25 @@ def test_lookup_releases_only_permitted_fields_in_their_forms(runtime: Runtime) 
 def test_lookup_of_unknown_person_matches_nothing(runtime: Runtime) -> None:
     _ingest_pair(runtime)
     result = runtime.broker.lookup(
-        agency="social-care", agreement_id=AGREEMENT, purpose="safeguarding-triage",
+        agency="social-care",
+        agreement_id=AGREEMENT,
+        purpose="safeguarding-triage",
         identifiers={**IDENTIFIERS, "given_name": "Somebody"},
-    )  # fmt: skip
-    assert not result.matched and result.holdings == () and result.pseudonym is None
+    )
+    assert not result.matched
+    assert result.holdings == ()
+    assert result.pseudonym is None
 
 
 def test_refused_lookup_is_audited_with_its_reason(runtime: Runtime) -> None:
     with pytest.raises(Refused) as refused:
         runtime.broker.lookup(
-            agency="school", agreement_id=AGREEMENT, purpose="safeguarding-triage",
-            identifiers=IDENTIFIERS, fields=[("police-incidents", "incident_type")],
-        )  # fmt: skip
+            agency="school",
+            agreement_id=AGREEMENT,
+            purpose="safeguarding-triage",
+            identifiers=IDENTIFIERS,
+            fields=[("police-incidents", "incident_type")],
+        )
     assert refused.value.code == "field_not_permitted"
     entries = runtime.broker.audit_page(actor="school", after=0, limit=10)
     assert [(e.event.action, e.event.outcome, e.event.reason_code) for e in entries] == [
@@ -119,15 +141,20 @@ def test_rejected_batch_stores_nothing_and_is_audited(runtime: Runtime) -> None:
 def test_every_step_is_audited_and_the_log_verifies(runtime: Runtime) -> None:
     _ingest_pair(runtime)
     runtime.broker.lookup(
-        agency="social-care", agreement_id=AGREEMENT, purpose="safeguarding-triage",
+        agency="social-care",
+        agreement_id=AGREEMENT,
+        purpose="safeguarding-triage",
         identifiers=IDENTIFIERS,
-    )  # fmt: skip
+    )
     entries = runtime.broker.audit_page(actor=None, after=0, limit=100)
     actions = [(e.event.actor, e.event.action) for e in entries]
     assert actions == [
-        ("school", "ingest"), ("school", "link"), ("ed", "ingest"), ("ed", "link"),
+        ("school", "ingest"),
+        ("school", "link"),
+        ("ed", "ingest"),
+        ("ed", "link"),
         ("social-care", "lookup"),
-    ]  # fmt: skip
+    ]
     lookup = entries[-1].event.detail
     assert lookup["matched"] is True
     assert {"field": "ed-attendances.injury_type", "form": "as_supplied"} in lookup["released"]
@@ -138,10 +165,18 @@ def test_every_step_is_audited_and_the_log_verifies(runtime: Runtime) -> None:
 @pytest.mark.parametrize("column", ["detail", "actor", "at", "entry_hash"])
 def test_tampering_with_a_stored_entry_is_detected(runtime: Runtime, column: str) -> None:
     _ingest_pair(runtime)
-    value = {"detail": "{}", "actor": "police", "at": "2020-01-01T00:00:00+00:00",
-             "entry_hash": "f" * 64}[column]  # fmt: skip
+    value = {
+        "detail": "{}",
+        "actor": "police",
+        "at": "2020-01-01T00:00:00+00:00",
+        "entry_hash": "f" * 64,
+    }[column]
     with runtime.engine.begin() as connection:
-        connection.execute(text(f"UPDATE audit_entry SET {column} = :v WHERE seq = 3"), {"v": value})  # noqa: S608
+        connection.execute(
+            # column comes from the parametrize list above, never from input
+            text(f"UPDATE audit_entry SET {column} = :v WHERE seq = 3"),  # noqa: S608
+            {"v": value},
+        )
     with pytest.raises(AuditIntegrityError) as broken:
         runtime.broker.verify_audit()
     assert broken.value.location.record == 3
@@ -160,11 +195,16 @@ def test_database_holds_no_clear_identifier_or_payload(runtime: Runtime) -> None
     _ingest_pair(runtime)
     planted = ["amira", "okafor", "bilal", "hussain", "2011-03-14", "ns1 4ab", "ns14ab", "sharps"]
     with runtime.engine.connect() as connection:
-        tables = [row[0] for row in connection.execute(text(
-            "SELECT name FROM sqlite_master WHERE type='table'"
-            if runtime.engine.dialect.name == "sqlite"
-            else "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
-        ))]  # fmt: skip
+        tables = [
+            row[0]
+            for row in connection.execute(
+                text(
+                    "SELECT name FROM sqlite_master WHERE type='table'"
+                    if runtime.engine.dialect.name == "sqlite"
+                    else "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                )
+            )
+        ]
         assert "record" in tables
         for table in tables:
             for row in connection.execute(text(f'SELECT * FROM "{table}"')):  # noqa: S608
@@ -174,15 +214,15 @@ def test_database_holds_no_clear_identifier_or_payload(runtime: Runtime) -> None
                         assert value not in blob.lower(), f"{table} holds a clear value"
 
 
-def test_a_different_key_file_is_refused(settings: Settings, clock: FixedClock, runtime: Runtime) -> None:
+def test_a_different_key_file_is_refused(
+    settings: Settings, clock: FixedClock, runtime: Runtime
+) -> None:
     _ingest_pair(runtime)
     settings.key_file.unlink()
     with pytest.raises(Exception) as refused:  # noqa: PT011 - the exact class is asserted below
         build_runtime(settings, clock=clock)
     assert "key" in str(refused.value).lower()
     other = settings.model_copy(update={"key_file": settings.key_file.with_name("other.key")})
-    from broker.keys import create_key_file
-
     create_key_file(other.key_file, at=clock.now())
     with pytest.raises(KeyFileError):
         build_runtime(other, clock=clock)
@@ -191,9 +231,11 @@ def test_a_different_key_file_is_refused(settings: Settings, clock: FixedClock, 
 def test_audit_entries_never_hold_identifiers(runtime: Runtime) -> None:
     _ingest_pair(runtime)
     runtime.broker.lookup(
-        agency="social-care", agreement_id=AGREEMENT, purpose="safeguarding-triage",
+        agency="social-care",
+        agreement_id=AGREEMENT,
+        purpose="safeguarding-triage",
         identifiers=IDENTIFIERS,
-    )  # fmt: skip
+    )
     with runtime.engine.connect() as connection:
         rows = connection.execute(select(AUDIT)).all()
     dump = " ".join(str(tuple(r)) for r in rows).lower()

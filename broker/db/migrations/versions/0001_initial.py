@@ -66,9 +66,7 @@ def upgrade() -> None:
         sa.Column("subject_id", sa.String(40), sa.ForeignKey("subject.id"), nullable=False),
         sa.Column("record_id", sa.String(40), sa.ForeignKey("record.id"), nullable=False),
     )
-    op.create_index(
-        "ix_match_token_lookup", "match_token", ["agreement_id", "match_key", "token"]
-    )
+    op.create_index("ix_match_token_lookup", "match_token", ["agreement_id", "match_key", "token"])
     op.create_index("ix_match_token_subject_id", "match_token", ["subject_id"])
     op.create_table(
         "audit_entry",
