@@ -202,8 +202,17 @@ def _reference_problems(agreement: Agreement) -> Iterable[tuple[tuple[PathPart, 
 def _release_problems(agreement: Agreement) -> Iterable[tuple[tuple[PathPart, ...], str]]:
     party_ids = {p.id: p for p in agreement.parties}
     purpose_ids = {p.id: p for p in agreement.purposes}
+    granted: set[tuple[str, str]] = set()
     for r_index, release in enumerate(agreement.releases):
         here: tuple[PathPart, ...] = ("releases", r_index)
+        # One release per purpose and recipient, so that what a recipient gets is read in one place.
+        if (release.purpose, release.recipient) in granted:
+            yield (
+                (*here, "recipient"),
+                f"a release to '{release.recipient}' for '{release.purpose}' is already declared; "
+                "merge the two",
+            )
+        granted.add((release.purpose, release.recipient))
         purpose = purpose_ids.get(release.purpose)
         if purpose is None:
             hint = _suggest(release.purpose, purpose_ids)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+# A refusal is recorded under the action that was refused, with outcome "refused".
 Action = Literal[
     "ingest",
     "link",
     "lookup",
-    "denial",
     "key_operation",
     "credential_issued",
+    "credential_revoked",
 ]
 Outcome = Literal["permitted", "refused"]
 

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from agreements.registry import AgreementRegistry
 from broker.clock import Clock, SystemClock
-from broker.config import Settings
+from broker.config import Settings, default_agreements_dir
 from broker.db.engine import create_database_engine
 from broker.db.migrate import current_revision, head_revision, known_revisions, upgrade
 from broker.db.uow import SqlUnitOfWorkFactory
-from broker.errors import ConfigError, StorageError
+from broker.errors import ConfigError, KeyFileError, StorageError
 from broker.keys import open_or_create_key_file
 from broker.service import Broker, Limits
 
@@ -43,9 +44,29 @@ def prepare_database(engine: Engine) -> None:
         ) from exc
 
 
+def _check_key_file_private(path: Path) -> None:
+    """Refuse a key file that other users of the machine could read."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError:
+        raise KeyFileError("key file could not be read (check BROKER_KEY_FILE)") from None
+    if mode & 0o077:
+        raise KeyFileError("key file is readable by other users; restrict it with chmod 600")
+
+
 def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
     """Open and migrate the database, load agreements and keys, and check they belong together."""
     clock = clock or SystemClock()
+    if settings.environment == "production" and (
+        settings.agreements_dir.resolve() == default_agreements_dir().resolve()
+    ):
+        raise ConfigError(
+            "BROKER_AGREEMENTS_DIR points at the shipped example agreements, which are for "
+            "demonstration only; set it to your partnership's signed agreements"
+        )
+    _check_key_file_private(settings.key_file)
     registry = AgreementRegistry.from_directory(settings.agreements_dir)
     engine = create_database_engine(settings.database_url)
     try:

@@ -25,7 +25,7 @@ from broker.errors import ConfigError
 DEFAULT_VAR_DIR = Path("var")
 
 
-def _default_agreements_dir() -> Path:
+def default_agreements_dir() -> Path:
     """The example agreements shipped with the package."""
     return Path(agreements.__file__).parent / "examples"
 
@@ -46,7 +46,7 @@ class Settings(BaseSettings):
         description="The local key file; created with mode 0600 on first run",
     )
     agreements_dir: Path = Field(
-        default_factory=_default_agreements_dir,
+        default_factory=default_agreements_dir,
         description="Folder of agreement YAML files loaded at start-up",
     )
     environment: Literal["development", "production"] = "development"

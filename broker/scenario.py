@@ -18,9 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import agreements
+from adapters.base import select_declared
 from adapters.csv import iter_batches, read_extract
+from agreements.loader import load_agreement
 
 AGREEMENT = "sv-early-identification"
+AGREEMENT_FILE = Path(agreements.__file__).parent / "examples" / f"{AGREEMENT}.yaml"
 DATASETS = {
     "school": "school-attendance",
     "social-care": "csc-involvement",
@@ -178,8 +182,12 @@ def run_scenario(base_url: str, api_keys: Mapping[str, str], extracts: Path) -> 
 
 
 def _ingest(report: ScenarioReport, agencies: Mapping[str, _Agency], extracts: Path) -> None:
+    # Each agency holds the signed agreement and sends only what its dataset declares.
+    agreement = load_agreement(AGREEMENT_FILE)
     for name, dataset in DATASETS.items():
-        rows = read_extract(extracts / f"{name}.csv").rows
+        declared = agreement.dataset(dataset)
+        assert declared is not None, dataset
+        rows = select_declared(read_extract(extracts / f"{name}.csv").rows, declared)
         accepted = 0
         for batch in iter_batches(rows, BATCH_SIZE):
             response = agencies[name].post_batch(dataset, batch)

@@ -146,6 +146,18 @@ class Broker:
                 if uow.meta.has_data():
                     raise KeyFileError("database holds records but no key check; restore its key")
                 uow.meta.set_key_check(self._keys.check_value(), self._now())
+                self._audit(
+                    uow,
+                    AuditEvent(
+                        actor="operator",
+                        action="key_operation",
+                        outcome="permitted",
+                        detail={
+                            "operation": "master_key_registered",
+                            "version": self._keys.version,
+                        },
+                    ),
+                )
                 uow.commit()
             elif stored != self._keys.check_value():
                 raise KeyFileError(
@@ -172,6 +184,22 @@ class Broker:
             )
             uow.commit()
         return api_key
+
+    def revoke_api_keys(self, agency_id: str) -> int:
+        """Revoke every API key of an agency at once; returns how many were live."""
+        with self._units() as uow:
+            revoked = uow.credentials.revoke_all(agency_id, self._now())
+            self._audit(
+                uow,
+                AuditEvent(
+                    actor="operator",
+                    action="credential_revoked",
+                    outcome="permitted",
+                    detail={"agency": agency_id, "revoked": revoked},
+                ),
+            )
+            uow.commit()
+        return revoked
 
     def authenticate(self, api_key: str) -> str:
         """The agency an API key belongs to; AuthenticationFailed otherwise."""

@@ -134,6 +134,20 @@ def agencies_key(
         runtime.engine.dispose()
 
 
+@agencies_app.command("revoke")
+def agencies_revoke(agency: Annotated[str, typer.Argument(help="Agency id")]) -> None:
+    """Revoke every API key of an agency at once (for example when a key may have leaked)."""
+    from broker.bootstrap import build_runtime
+    from broker.config import load_settings
+
+    runtime = build_runtime(load_settings())
+    try:
+        count = runtime.broker.revoke_api_keys(agency)
+    finally:
+        runtime.engine.dispose()
+    out.print(f"revoked {count} key(s) of agency '{agency}'", markup=False)
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Bring the database schema up to this version's migrations."""

@@ -35,7 +35,15 @@ def create_database_engine(url: str) -> Engine:
     if backend == "postgresql":
         if parsed.drivername in ("postgresql", "postgres"):
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        # Server-side prepared statements switch to generic plans after five runs, and a
+        # generic plan cannot use the index for a long "token IN (...)" list.
+        return create_engine(
+            parsed,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=10,
+            connect_args={"prepare_threshold": None},
+        )
     raise ConfigError("BROKER_DATABASE_URL must name a sqlite or postgresql database")
 
 

@@ -43,6 +43,14 @@ class SqlCredentials:
             )
         )
 
+    def revoke_all(self, agency_id: str, at: str) -> int:
+        result = self._c.execute(
+            update(CREDENTIAL)
+            .where(CREDENTIAL.c.agency_id == agency_id, CREDENTIAL.c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+        return int(result.rowcount)
+
     def agency_for(self, key_digest: str) -> str | None:
         row = self._c.execute(
             select(CREDENTIAL.c.agency_id).where(
@@ -164,12 +172,15 @@ class SqlRecords:
         return found
 
     def of_subject(self, agreement_id: str, subject_id: str) -> list[RecordRow]:
+        # Sorted here, not in SQL: an ORDER BY matching the unique index leads SQLite to
+        # scan the whole agreement through that index instead of using ix_record_subject.
         rows = self._c.execute(
-            select(RECORD)
-            .where(RECORD.c.agreement_id == agreement_id, RECORD.c.subject_id == subject_id)
-            .order_by(RECORD.c.dataset_id, RECORD.c.source_ref)
+            select(RECORD).where(
+                RECORD.c.agreement_id == agreement_id, RECORD.c.subject_id == subject_id
+            )
         )
-        return [RecordRow(**row._mapping) for row in rows]
+        found = [RecordRow(**row._mapping) for row in rows]
+        return sorted(found, key=lambda r: (r.dataset_id, r.source_ref))
 
 
 def _entry_from_row(row: Any) -> LoggedEntry:

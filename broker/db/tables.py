@@ -51,6 +51,7 @@ class StoredRecord(SQLModel, table=True):
     __tablename__ = "record"
     __table_args__ = (
         UniqueConstraint("agreement_id", "dataset_id", "source_ref", name="uq_record_source"),
+        Index("ix_record_subject", "subject_id", "agreement_id"),
     )
 
     id: str = Field(primary_key=True, max_length=40)
@@ -58,7 +59,7 @@ class StoredRecord(SQLModel, table=True):
     dataset_id: str = Field(max_length=64)
     agency_id: str = Field(max_length=64)
     source_ref: str = Field(max_length=128)
-    subject_id: str = Field(foreign_key="subject.id", index=True, max_length=40)
+    subject_id: str = Field(foreign_key="subject.id", max_length=40)
     batch_id: str = Field(foreign_key="batch.id", max_length=40)
     received_at: str = Field(max_length=40)
     key_version: int
@@ -69,13 +70,18 @@ class MatchToken(SQLModel, table=True):
     """A keyed hash of one match key of one record, pointing at the record's subject."""
 
     __tablename__ = "match_token"
-    __table_args__ = (Index("ix_match_token_lookup", "agreement_id", "match_key", "token"),)
+    # The token leads the lookup index: it is the selective column, and a planner
+    # given (agreement, match key) first would scan every token of that key.
+    __table_args__ = (
+        Index("ix_match_token_lookup", "token", "match_key", "agreement_id"),
+        Index("ix_match_token_subject", "subject_id", "match_key"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     agreement_id: str = Field(max_length=64)
     match_key: str = Field(max_length=32)
     token: str = Field(max_length=64)
-    subject_id: str = Field(foreign_key="subject.id", index=True, max_length=40)
+    subject_id: str = Field(foreign_key="subject.id", max_length=40)
     record_id: str = Field(foreign_key="record.id", max_length=40)
 
 

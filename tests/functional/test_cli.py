@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import EXAMPLES
 from tests.functional.conftest import broker_env, free_port, run_broker
 
-EXAMPLE = EXAMPLES / "serious-violence-early-identification.yaml"
+EXAMPLE = EXAMPLES / "sv-early-identification.yaml"
 
 
 def _env(tmp_path: Path) -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import func, select, text
 
@@ -9,8 +11,16 @@ from broker.bootstrap import Runtime, build_runtime
 from broker.clock import FixedClock
 from broker.config import Settings
 from broker.db.repositories import AUDIT, RECORD, SUBJECT, TOKEN
-from broker.errors import AuditIntegrityError, BatchRejected, KeyFileError, Refused
+from broker.errors import (
+    AuditIntegrityError,
+    AuthenticationFailed,
+    BatchRejected,
+    KeyFileError,
+    Refused,
+    StorageError,
+)
 from broker.keys import create_key_file
+from tests.conftest import EXAMPLES
 from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, school_record
 
 
@@ -149,6 +159,7 @@ def test_every_step_is_audited_and_the_log_verifies(runtime: Runtime) -> None:
     entries = runtime.broker.audit_page(actor=None, after=0, limit=100)
     actions = [(e.event.actor, e.event.action) for e in entries]
     assert actions == [
+        ("operator", "key_operation"),
         ("school", "ingest"),
         ("school", "link"),
         ("ed", "ingest"),
@@ -159,7 +170,7 @@ def test_every_step_is_audited_and_the_log_verifies(runtime: Runtime) -> None:
     assert lookup["matched"] is True
     assert {"field": "ed-attendances.injury_type", "form": "as_supplied"} in lookup["released"]
     verified = runtime.broker.verify_audit()
-    assert verified.size == 5
+    assert verified.size == 6
 
 
 @pytest.mark.parametrize("column", ["detail", "actor", "at", "entry_hash"])
@@ -241,3 +252,58 @@ def test_audit_entries_never_hold_identifiers(runtime: Runtime) -> None:
     dump = " ".join(str(tuple(r)) for r in rows).lower()
     for value in ("amira", "okafor", "2011-03-14", "ns1 4ab", "sharps", "82.5"):
         assert value not in dump
+
+
+def test_a_failed_audit_append_rolls_back_the_action(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing_append(*_args: object, **_kwargs: object) -> None:
+        raise StorageError("audit store unavailable")
+
+    monkeypatch.setattr("audit.log.append", failing_append)
+    with pytest.raises(StorageError):
+        runtime.broker.ingest_batch(
+            agency="school",
+            agreement_id=AGREEMENT,
+            dataset_id="school-attendance",
+            records=[school_record("SCH-1")],
+        )
+    monkeypatch.undo()
+    for table in (RECORD, SUBJECT, TOKEN):
+        assert _count(runtime, table) == 0
+    assert runtime.broker.verify_audit().size == 1  # only the key registration
+
+
+def test_tokens_under_two_agreements_cannot_be_joined(
+    settings: Settings, clock: FixedClock, tmp_path: Path
+) -> None:
+    folder = tmp_path / "agreements"
+    folder.mkdir()
+    example = (EXAMPLES / f"{AGREEMENT}.yaml").read_text()
+    (folder / "a.yaml").write_text(example)
+    (folder / "b.yaml").write_text(example.replace(f"id: {AGREEMENT}", "id: sv-second", 1))
+    built = build_runtime(settings.model_copy(update={"agreements_dir": folder}), clock=clock)
+    try:
+        for agreement in (AGREEMENT, "sv-second"):
+            built.broker.ingest_batch(
+                agency="school",
+                agreement_id=agreement,
+                dataset_id="school-attendance",
+                records=[school_record("SCH-1")],
+            )
+        with built.engine.connect() as connection:
+            rows = connection.execute(select(TOKEN.c.agreement_id, TOKEN.c.token)).all()
+        first = {token for agreement, token in rows if agreement == AGREEMENT}
+        second = {token for agreement, token in rows if agreement == "sv-second"}
+        assert len(first) == len(second) == 1
+        assert first.isdisjoint(second)
+    finally:
+        built.engine.dispose()
+
+
+def test_revoked_keys_no_longer_authenticate(runtime: Runtime) -> None:
+    key = runtime.broker.issue_api_key("police")
+    assert runtime.broker.authenticate(key) == "police"
+    assert runtime.broker.revoke_api_keys("police") == 1
+    with pytest.raises(AuthenticationFailed):
+        runtime.broker.authenticate(key)

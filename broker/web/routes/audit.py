@@ -37,7 +37,9 @@ def audit_entries(
                 purpose=e.event.purpose,
                 dataset_id=e.event.dataset_id,
                 request_id=e.event.request_id,
-                detail=e.event.detail,
+                # The broker-internal subject id is the same for every recipient; showing it
+                # would let two agencies join what their separate pseudonyms keep apart.
+                detail={k: v for k, v in e.event.detail.items() if k != "subject"},
                 entry_hash=e.entry_hash,
             )
             for e in entries

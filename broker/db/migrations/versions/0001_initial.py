@@ -56,7 +56,7 @@ def upgrade() -> None:
         sa.Column("payload", sa.LargeBinary(), nullable=False),
         sa.UniqueConstraint("agreement_id", "dataset_id", "source_ref", name="uq_record_source"),
     )
-    op.create_index("ix_record_subject_id", "record", ["subject_id"])
+    op.create_index("ix_record_subject", "record", ["subject_id", "agreement_id"])
     op.create_table(
         "match_token",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -66,8 +66,8 @@ def upgrade() -> None:
         sa.Column("subject_id", sa.String(40), sa.ForeignKey("subject.id"), nullable=False),
         sa.Column("record_id", sa.String(40), sa.ForeignKey("record.id"), nullable=False),
     )
-    op.create_index("ix_match_token_lookup", "match_token", ["agreement_id", "match_key", "token"])
-    op.create_index("ix_match_token_subject_id", "match_token", ["subject_id"])
+    op.create_index("ix_match_token_lookup", "match_token", ["token", "match_key", "agreement_id"])
+    op.create_index("ix_match_token_subject", "match_token", ["subject_id", "match_key"])
     op.create_table(
         "audit_entry",
         sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=False),

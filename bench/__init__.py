@@ -1,0 +1,4 @@
+"""Accord's benchmark figures: each measured against its raw limit in the same run.
+
+Run them all with ``python -m bench`` (``make bench``); see bench/README.md.
+"""
