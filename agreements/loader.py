@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError as PydanticValidationError
 
-from agreements.models import Agreement, Dataset, FieldSpec, Purpose
+from agreements.models import Agreement, Dataset, FieldSpec, Purpose, ReleasedField
 from broker.errors import AgreementError, Location, Problem
 
 MAX_AGREEMENT_BYTES = 1024 * 1024
@@ -205,7 +205,7 @@ def _release_problems(agreement: Agreement) -> Iterable[tuple[tuple[PathPart, ..
     granted: set[tuple[str, str]] = set()
     for r_index, release in enumerate(agreement.releases):
         here: tuple[PathPart, ...] = ("releases", r_index)
-        # One release per purpose and recipient, so that what a recipient gets is read in one place.
+        # One release per purpose and recipient: what a recipient gets is read in one place.
         if (release.purpose, release.recipient) in granted:
             yield (
                 (*here, "recipient"),
@@ -229,31 +229,41 @@ def _release_problems(agreement: Agreement) -> Iterable[tuple[tuple[PathPart, ..
         elif "recipient" not in recipient.roles:
             yield (*here, "recipient"), f"party '{recipient.id}' does not have the recipient role"
         for f_index, released in enumerate(release.fields):
-            where = (*here, "fields", f_index)
-            dataset = agreement.dataset(released.dataset)
-            if dataset is None:
-                hint = _suggest(released.dataset, [d.id for d in agreement.datasets])
-                yield (*where, "dataset"), f"dataset '{released.dataset}' is not declared{hint}"
-                continue
-            if purpose is not None and dataset.provider not in purpose.lawful_basis:
-                yield (
-                    (*where, "dataset"),
-                    f"provider '{dataset.provider}' has no lawful basis for '{purpose.id}'",
-                )
-            spec = dataset.field(released.field)
-            if spec is None:
-                hint = _suggest(released.field, [f.name for f in dataset.fields])
-                yield (
-                    (*where, "field"),
-                    f"field '{released.field}' is not declared in dataset '{dataset.id}'{hint}",
-                )
-                continue
-            if purpose is not None:
-                yield from _condition_problems(purpose, dataset, spec, where)
-            if released.form == "month" and spec.type != "date":
-                yield (*where, "form"), f"form 'month' needs a date field; '{spec.name}' is not"
-            if released.form == "flag" and spec.type not in ("integer", "number", "boolean"):
-                yield (*where, "form"), f"form 'flag' needs a count; '{spec.name}' is not"
+            yield from _released_field_problems(
+                agreement, purpose, released, (*here, "fields", f_index)
+            )
+
+
+def _released_field_problems(
+    agreement: Agreement,
+    purpose: Purpose | None,
+    released: ReleasedField,
+    where: tuple[PathPart, ...],
+) -> Iterable[tuple[tuple[PathPart, ...], str]]:
+    dataset = agreement.dataset(released.dataset)
+    if dataset is None:
+        hint = _suggest(released.dataset, [d.id for d in agreement.datasets])
+        yield (*where, "dataset"), f"dataset '{released.dataset}' is not declared{hint}"
+        return
+    if purpose is not None and dataset.provider not in purpose.lawful_basis:
+        yield (
+            (*where, "dataset"),
+            f"provider '{dataset.provider}' has no lawful basis for '{purpose.id}'",
+        )
+    spec = dataset.field(released.field)
+    if spec is None:
+        hint = _suggest(released.field, [f.name for f in dataset.fields])
+        yield (
+            (*where, "field"),
+            f"field '{released.field}' is not declared in dataset '{dataset.id}'{hint}",
+        )
+        return
+    if purpose is not None:
+        yield from _condition_problems(purpose, dataset, spec, where)
+    if released.form == "month" and spec.type != "date":
+        yield (*where, "form"), f"form 'month' needs a date field; '{spec.name}' is not"
+    if released.form == "flag" and spec.type not in ("integer", "number", "boolean"):
+        yield (*where, "form"), f"form 'flag' needs a count; '{spec.name}' is not"
 
 
 def _condition_problems(

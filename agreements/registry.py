@@ -11,7 +11,7 @@ from broker.errors import AgreementError, Location, NotFound
 
 
 class AgreementRegistry:
-    """Agreements by id. Two files with the same id are an error: one version is loaded at a time."""
+    """Agreements by id. Two files with the same id are an error: one version loads at a time."""
 
     def __init__(self, agreements: Iterable[Agreement]) -> None:
         self._by_id: dict[str, Agreement] = {}

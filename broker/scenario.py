@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from adapters.csv import iter_batches, read_extract
+
 import agreements
 from adapters.base import select_declared
-from adapters.csv import iter_batches, read_extract
 from agreements.loader import load_agreement
 
 AGREEMENT = "sv-early-identification"
