@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from adapters.csv import iter_batches, read_extract
 
 import agreements
 from adapters.base import select_declared
+from adapters.csv import iter_batches, read_extract
 from agreements.loader import load_agreement
 
 AGREEMENT = "sv-early-identification"
@@ -301,6 +301,7 @@ def _pseudonyms_differ(
     again = agencies["social-care"].lookup("safeguarding-triage", identifiers).json()
     school = agencies["school"].lookup("safeguarding-triage", identifiers).json()
     report.lookups += 3
+    report.matched += sum(1 for body in (first, again, school) if body.get("matched"))
     report.check(
         "a recipient's pseudonym is stable and differs from another recipient's",
         first["pseudonym"] == again["pseudonym"] != school["pseudonym"],

@@ -26,7 +26,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(agencies_app, name="agencies")
 app.add_typer(db_app, name="db")
 
-out = Console()
+out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

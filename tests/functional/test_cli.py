@@ -26,7 +26,7 @@ def test_validate_accepts_the_example(tmp_path: Path) -> None:
 def test_validate_reports_each_problem_with_its_line(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     text = EXAMPLE.read_text()
-    target = "{dataset: ed-attendances, field: injury_type}\n      - {dataset: ed-attendances"
+    target = "field: injury_type}\n      - {dataset: ed-attendances, field: safeguarding"
     assert text.count(target) == 1
     broken.write_text(text.replace(target, target.replace("injury_type", "injury_typ")))
     result = run_broker(
@@ -53,6 +53,7 @@ def test_a_corrupt_key_file_stops_start_up_and_is_not_replaced(tmp_path: Path) -
     env = _env(tmp_path)
     key_file = Path(env["BROKER_KEY_FILE"])
     key_file.write_text("not a key")
+    key_file.chmod(0o600)
     result = run_broker("audit", "verify", env=env, cwd=tmp_path)
     assert result.returncode == 1
     assert "key file is corrupt" in result.stderr
@@ -81,3 +82,12 @@ def test_demo_runs_the_scenario_and_exits_zero(tmp_path: Path) -> None:
     assert "FAILED" not in result.stdout
     assert (tmp_path / "var" / "demo" / "accord.db").exists()
     assert (tmp_path / "var" / "broker.key").exists()
+
+
+def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    assert run_broker("audit", "verify", env=env, cwd=tmp_path).returncode == 0
+    Path(env["BROKER_KEY_FILE"]).chmod(0o644)
+    result = run_broker("audit", "verify", env=env, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "readable by other users" in result.stderr
