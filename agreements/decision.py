@@ -117,6 +117,9 @@ def decide(agreement: Agreement, request: ReleaseRequest) -> Decision:  # noqa: 
             f"output '{request.output}' is not allowed for purpose '{request.purpose}'",
         )
     granted = {(f.dataset, f.field): f for f in release.fields}
+    # An empty request is an error, not "everything": it would still reveal a match.
+    if request.fields is not None and not request.fields:
+        return Deny("fields_empty", "name at least one field, or omit the list for all permitted")
     if request.fields is None:
         chosen = release.fields
     else:

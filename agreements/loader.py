@@ -100,8 +100,18 @@ def _dotted(path: Iterable[PathPart]) -> str:
     return out or "(top level)"
 
 
-def _structural_problems(node: yaml.Node, source: str, depth: int = 0) -> Iterable[Problem]:
-    """Absurd nesting and duplicate keys, which safe_load would silently accept."""
+def _structural_problems(
+    node: yaml.Node, source: str, depth: int = 0, reached: dict[int, int] | None = None
+) -> Iterable[Problem]:
+    """Absurd nesting and duplicate keys, which safe_load would silently accept.
+
+    An alias makes one node reachable along many paths ("billion laughs"), so a node
+    is walked again only when reached deeper than before: linear time, not exponential.
+    """
+    reached = {} if reached is None else reached
+    if reached.get(id(node), -1) >= depth:
+        return
+    reached[id(node)] = depth
     here = Location(file=source, line=node.start_mark.line + 1, column=node.start_mark.column + 1)
     if depth > MAX_NESTING:
         yield Problem("agreement_invalid", f"nesting deeper than {MAX_NESTING} levels", here)
@@ -118,10 +128,10 @@ def _structural_problems(node: yaml.Node, source: str, depth: int = 0) -> Iterab
                         Location(file=source, line=line, column=key.start_mark.column + 1),
                     )
                 seen.add(key.value)
-            yield from _structural_problems(value, source, depth + 1)
+            yield from _structural_problems(value, source, depth + 1, reached)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
-            yield from _structural_problems(item, source, depth + 1)
+            yield from _structural_problems(item, source, depth + 1, reached)
 
 
 def _locate(node: yaml.Node, path: Sequence[Any], source: str) -> Location:

@@ -94,6 +94,11 @@ def verify_chain(entries: Iterable[LoggedEntry], *, head_size: int, head_hash: s
                 location=Location(record=entry.seq),
             )
         expected_prev = entry.entry_hash
+    if count == head_size and count > 0 and expected_prev != head_hash:
+        raise AuditIntegrityError(
+            f"audit entry {count}, the last, does not match the hash the log's head records",
+            location=Location(record=count),
+        )
     if count != head_size or expected_prev != head_hash:
         first_bad = min(count, head_size) + 1
         raise AuditIntegrityError(

@@ -22,8 +22,8 @@ from broker.errors import BatchRejected, IdentifierError, Location, Problem
 MAX_PROBLEMS = 100
 MAX_RECORD_REF = 128
 
-_INTEGER = re.compile(r"^[+-]?\d{1,18}$")
-_NUMBER = re.compile(r"^[+-]?(\d{1,18}(\.\d*)?|\.\d+)([eE][+-]?\d{1,3})?$")
+_INTEGER = re.compile(r"^[+-]?\d{1,18}$", re.ASCII)
+_NUMBER = re.compile(r"^[+-]?(\d{1,18}(\.\d*)?|\.\d+)([eE][+-]?\d{1,3})?$", re.ASCII)
 _TRUE = {"true", "yes", "y", "1"}
 _FALSE = {"false", "no", "n", "0"}
 

@@ -100,7 +100,9 @@ def load_key_file(path: Path) -> KeyRing:
             raise ValueError("format")
         version = document["version"]
         master = base64.b64decode(document["master_key"], validate=True)
-        if not isinstance(version, int) or version < 1 or len(master) != KEY_BYTES:
+        # JSON true is an int to Python, but str(True) would derive different keys than 1.
+        bad_version = not isinstance(version, int) or isinstance(version, bool) or version < 1
+        if bad_version or len(master) != KEY_BYTES:
             raise ValueError("shape")
     except (ValueError, KeyError, TypeError):
         raise KeyFileError("key file is corrupt or not an Accord key file") from None

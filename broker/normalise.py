@@ -33,11 +33,16 @@ def _reject_unusable(raw: str, what: str) -> None:
 
 
 def _fold(text: str) -> str:
-    """Fold case and strip diacritics until nothing changes (casefold can reintroduce marks)."""
+    """Fold case and strip diacritics until nothing changes (each step can undo the other).
+
+    Case is folded before marks are stripped, so a capital and its small letter fold
+    alike (casefold spells out a Greek iota subscript), and the dotless i folds to i as
+    its capital I does: "YILDIZ" and "Yıldız" are one name.
+    """
     for _ in range(4):
-        decomposed = unicodedata.normalize("NFKD", text)
+        decomposed = unicodedata.normalize("NFKD", text.casefold())
         stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-        folded = stripped.casefold()
+        folded = stripped.replace("\u0131", "i")
         if folded == text:
             break
         text = folded
@@ -63,6 +68,12 @@ def name_parts(raw: str) -> tuple[str, ...]:
         parts.pop(0)
     if not parts:
         raise IdentifierError("name has no letters")
+    # Compatibility decomposition can lengthen a name (U+FDFA is eighteen characters);
+    # a canonical form the limit would refuse on its next pass is not canonical.
+    if sum(len(part) for part in parts) > MAX_IDENTIFIER_LENGTH:
+        raise IdentifierError(
+            f"name is longer than {MAX_IDENTIFIER_LENGTH} characters once normalised"
+        )
     return tuple(parts)
 
 
@@ -76,9 +87,10 @@ def normalise_name(raw: str) -> str:
 
 
 _DATE_PATTERNS: dict[str, re.Pattern[str]] = {
-    "iso": re.compile(r"^(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})$"),
-    "dmy": re.compile(r"^(?P<d>\d{1,2})[/.\-](?P<m>\d{1,2})[/.\-](?P<y>\d{4})$"),
-    "mdy": re.compile(r"^(?P<m>\d{1,2})[/.\-](?P<d>\d{1,2})[/.\-](?P<y>\d{4})$"),
+    # re.ASCII: "\d" would otherwise accept digits of every script (fullwidth, Arabic-Indic).
+    "iso": re.compile(r"^(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})$", re.ASCII),
+    "dmy": re.compile(r"^(?P<d>\d{1,2})[/.\-](?P<m>\d{1,2})[/.\-](?P<y>\d{4})$", re.ASCII),
+    "mdy": re.compile(r"^(?P<m>\d{1,2})[/.\-](?P<d>\d{1,2})[/.\-](?P<y>\d{4})$", re.ASCII),
 }
 
 

@@ -38,5 +38,5 @@ def unseal(key: bytes, sealed: bytes, aad: bytes) -> bytes:
     nonce, body = sealed[1 : 1 + _NONCE_BYTES], sealed[1 + _NONCE_BYTES :]
     try:
         return AESGCM(key).decrypt(nonce, body, aad)
-    except InvalidTag:
+    except (InvalidTag, ValueError):  # ValueError: a key of the wrong length
         raise SealBroken("stored payload failed authentication") from None

@@ -49,6 +49,7 @@ class LookupIn(_Body):
     )
     fields: list[str] | None = Field(
         default=None,
+        min_length=1,
         max_length=200,
         description="'dataset.field' names; omit to receive everything the agreement permits",
     )

@@ -1,0 +1,300 @@
+"""Exact-token linkage with an in-memory store: who links, and who is kept apart."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+
+from broker.linkage import (
+    MATCH_KEYS,
+    Assignment,
+    assign_subjects,
+    find_subject,
+    record_tokens,
+)
+from broker.pseudonymise import token
+
+KEY = bytes(range(32))
+OTHER_KEY = bytes(range(1, 33))
+
+
+class MemoryStore:
+    """Stored tokens by (match key, token), as the linkage repository keeps them."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.issued = 0
+        self.lookups: list[tuple[str, tuple[str, ...]]] = []
+
+    def subjects_for(self, match_key: str, tokens: Sequence[str]) -> Mapping[str, set[str]]:
+        self.lookups.append((match_key, tuple(tokens)))
+        return {
+            value: set(self.tokens[(match_key, value)])
+            for value in tokens
+            if self.tokens.get((match_key, value))
+        }
+
+    def identity_of(self, match_key: str, subjects: Sequence[str]) -> Mapping[str, set[str]]:
+        wanted = set(subjects)
+        out: dict[str, set[str]] = defaultdict(set)
+        for (key, value), holders in self.tokens.items():
+            if key == match_key:
+                for subject in holders & wanted:
+                    out[subject].add(value)
+        return out
+
+    def new_subject(self) -> str:
+        self.issued += 1
+        return f"subject-{self.issued}"
+
+    def ingest(self, batch: Sequence[Mapping[str, str]]) -> list[Assignment]:
+        placed = assign_subjects(
+            batch,
+            subjects_for=self.subjects_for,
+            identity_of=self.identity_of,
+            new_subject=self.new_subject,
+        )
+        for tokens, assignment in zip(batch, placed, strict=True):
+            for match_key, value in tokens.items():
+                self.tokens[(match_key, value)].add(assignment.subject_id)
+        return placed
+
+    def find(self, tokens: Mapping[str, str]) -> tuple[str | None, str | None]:
+        return find_subject(tokens, subjects_for=self.subjects_for, identity_of=self.identity_of)
+
+
+def _person(
+    *,
+    given: str = "amira",
+    family: str = "okafor",
+    dob: str = "2011-03-14",
+    postcode: str = "NS1 4AB",
+    nhs: str | None = None,
+    upn: str | None = None,
+) -> dict[str, str]:
+    identifiers = {
+        "given_name": given,
+        "family_name": family,
+        "date_of_birth": dob,
+        "postcode": postcode,
+    }
+    if nhs is not None:
+        identifiers["nhs_number"] = nhs
+    if upn is not None:
+        identifiers["upn"] = upn
+    return record_tokens(KEY, identifiers)
+
+
+# ---------------------------------------------------------------------------- record_tokens
+
+
+def test_record_tokens_per_match_key() -> None:
+    tokens = record_tokens(
+        KEY,
+        {
+            "given_name": "amira",
+            "family_name": "okafor",
+            "date_of_birth": "2011-03-14",
+            "postcode": "NS1 4AB",
+            "nhs_number": "9434765919",
+            "upn": "L201234567890",
+            "sex": "F",
+        },
+    )
+    assert set(tokens) == {key.name for key in MATCH_KEYS}
+    assert tokens["nhs"] == token(KEY, "nhs", ["9434765919"])
+    assert tokens["upn"] == token(KEY, "upn", ["L201234567890"])
+    assert tokens["name_dob_postcode"] == token(
+        KEY, "name_dob_postcode", ["amira", "okafor", "2011-03-14", "NS1 4AB"]
+    )
+
+
+def test_a_key_needs_every_identifier_it_names() -> None:
+    assert set(record_tokens(KEY, {"nhs_number": "9434765919"})) == {"nhs"}
+    partial = {"given_name": "amira", "family_name": "okafor", "date_of_birth": "2011-03-14"}
+    assert record_tokens(KEY, partial) == {}
+    assert record_tokens(KEY, {**partial, "postcode": ""}) == {}
+    assert set(record_tokens(KEY, {**partial, "postcode": "NS1 4AB"})) == {"name_dob_postcode"}
+    assert record_tokens(KEY, {}) == {}
+
+
+def test_tokens_depend_on_the_linkage_key() -> None:
+    identifiers = {"nhs_number": "9434765919"}
+    assert record_tokens(KEY, identifiers) != record_tokens(OTHER_KEY, identifiers)
+
+
+def test_tokens_of_the_same_values_under_different_keys_differ() -> None:
+    # The same string as an NHS number and as a UPN must not collide.
+    both = record_tokens(KEY, {"nhs_number": "1234567890123", "upn": "1234567890123"})
+    assert both["nhs"] != both["upn"]
+
+
+def test_tokens_hold_no_identifier() -> None:
+    tokens = _person(nhs="9434765919")
+    for value in tokens.values():
+        assert "amira" not in value
+        assert "9434765919" not in value
+
+
+# ---------------------------------------------------------------------------- assign_subjects
+
+
+def test_first_record_makes_a_new_subject() -> None:
+    store = MemoryStore()
+    [placed] = store.ingest([_person(nhs="9434765919")])
+    assert placed == Assignment("subject-1", new=True, rule=None)
+
+
+def test_same_person_across_two_batches_links() -> None:
+    store = MemoryStore()
+    [school] = store.ingest([_person(upn="L201234567890")])
+    [ed] = store.ingest([_person(nhs="9434765919")])
+    assert ed.subject_id == school.subject_id
+    assert ed.new is False
+    assert ed.rule == "name_dob_postcode"
+    # A third record with only the NHS number now finds the same subject by the strong key.
+    [later] = store.ingest([record_tokens(KEY, {"nhs_number": "9434765919"})])
+    assert later.subject_id == school.subject_id
+    assert later.rule == "nhs"
+
+
+def test_strongest_key_is_tried_first() -> None:
+    store = MemoryStore()
+    store.ingest([_person(nhs="9434765919")])
+    [again] = store.ingest([_person(nhs="9434765919")])
+    assert again.rule == "nhs"
+
+
+def test_twins_never_link() -> None:
+    store = MemoryStore()
+    first = _person(given="amira", nhs="9434765919")
+    second = _person(given="zara", nhs="4010232137")
+    placed = store.ingest([first, second])
+    assert placed[0].subject_id != placed[1].subject_id
+    assert all(p.new for p in placed)
+    # In separate batches too, and in either order.
+    other = MemoryStore()
+    [b] = other.ingest([second])
+    [a] = other.ingest([first])
+    assert a.subject_id != b.subject_id
+
+
+def test_differing_nhs_number_blocks_the_name_key() -> None:
+    # Same name, date of birth and postcode (twins named alike, or a typing slip), but
+    # the NHS numbers differ: these are different people, whatever the names say.
+    store = MemoryStore()
+    [first] = store.ingest([_person(nhs="9434765919")])
+    [second] = store.ingest([_person(nhs="4010232137")])
+    assert second.subject_id != first.subject_id
+    assert second.new is True
+
+
+def test_differing_nhs_number_blocks_the_name_key_within_a_batch() -> None:
+    store = MemoryStore()
+    placed = store.ingest([_person(nhs="9434765919"), _person(nhs="4010232137")])
+    assert placed[0].subject_id != placed[1].subject_id
+
+
+def test_differing_upn_blocks_the_name_key() -> None:
+    store = MemoryStore()
+    [first] = store.ingest([_person(upn="L201234567890")])
+    [second] = store.ingest([_person(upn="A201234567891")])
+    assert second.subject_id != first.subject_id
+
+
+def test_record_without_nhs_number_links_to_a_subject_with_one() -> None:
+    store = MemoryStore()
+    [first] = store.ingest([_person(nhs="9434765919")])
+    [second] = store.ingest([_person()])
+    assert second.subject_id == first.subject_id
+    assert second.rule == "name_dob_postcode"
+
+
+def test_ambiguous_key_links_nothing() -> None:
+    store = MemoryStore()
+    twins = store.ingest([_person(nhs="9434765919"), _person(nhs="4010232137")])
+    assert twins[0].subject_id != twins[1].subject_id
+    [unsure] = store.ingest([_person()])
+    assert unsure.new is True
+    assert unsure.rule is None
+    assert unsure.subject_id not in {t.subject_id for t in twins}
+    assert store.find(_person()) == (None, None)
+
+
+def test_ambiguous_name_key_still_resolved_by_nhs() -> None:
+    store = MemoryStore()
+    twins = store.ingest([_person(nhs="9434765919"), _person(nhs="4010232137")])
+    [known] = store.ingest([_person(nhs="4010232137")])
+    assert known.subject_id == twins[1].subject_id
+    assert known.rule == "nhs"
+
+
+def test_within_batch_linking() -> None:
+    store = MemoryStore()
+    placed = store.ingest(
+        [
+            _person(upn="L201234567890"),
+            _person(given="zara"),
+            record_tokens(KEY, {"upn": "L201234567890"}),
+            _person(),
+        ]
+    )
+    assert placed[0].new is True
+    assert placed[1].new is True
+    assert placed[2] == Assignment(placed[0].subject_id, new=False, rule="upn")
+    assert placed[3] == Assignment(placed[0].subject_id, new=False, rule="name_dob_postcode")
+    assert store.issued == 2
+
+
+def test_record_with_no_tokens_is_a_new_subject() -> None:
+    store = MemoryStore()
+    placed = store.ingest([{}, {}])
+    assert placed[0].subject_id != placed[1].subject_id
+    assert all(p.new for p in placed)
+
+
+def test_store_is_asked_once_per_match_key_for_a_batch() -> None:
+    store = MemoryStore()
+    store.ingest([_person(nhs="9434765919"), _person(given="zara", nhs="4010232137")])
+    asked = [match_key for match_key, _ in store.lookups]
+    assert sorted(asked) == sorted(set(asked))
+
+
+def test_assign_subjects_does_not_write_to_the_store() -> None:
+    store = MemoryStore()
+    batch = [_person(nhs="9434765919")]
+    assign_subjects(
+        batch,
+        subjects_for=store.subjects_for,
+        identity_of=store.identity_of,
+        new_subject=store.new_subject,
+    )
+    assert not store.tokens
+
+
+# ---------------------------------------------------------------------------- find_subject
+
+
+def test_find_subject() -> None:
+    store = MemoryStore()
+    [placed] = store.ingest([_person(nhs="9434765919")])
+    assert store.find(_person(nhs="9434765919")) == (placed.subject_id, "nhs")
+    assert store.find(_person()) == (placed.subject_id, "name_dob_postcode")
+    assert store.find(record_tokens(KEY, {"nhs_number": "9434765919"})) == (
+        placed.subject_id,
+        "nhs",
+    )
+
+
+def test_find_subject_refuses_a_contradicting_nhs_number() -> None:
+    store = MemoryStore()
+    store.ingest([_person(nhs="9434765919")])
+    assert store.find(_person(nhs="4010232137")) == (None, None)
+
+
+def test_find_subject_for_strangers() -> None:
+    store = MemoryStore()
+    store.ingest([_person(nhs="9434765919")])
+    assert store.find(_person(given="zara")) == (None, None)
+    assert store.find({}) == (None, None)
+    assert store.find(record_tokens(OTHER_KEY, {"nhs_number": "9434765919"})) == (None, None)
