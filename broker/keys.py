@@ -61,7 +61,7 @@ class KeyRing:
 
     def check_value(self) -> str:
         """A short value identifying this key, safe to store and compare."""
-        return key_check_value(self.master_key)
+        return key_check_value(self.master_key, self.version)
 
 
 def create_key_file(path: Path, *, at: datetime) -> KeyRing:

@@ -42,9 +42,14 @@ def pseudonym(key: bytes, subject_id: str) -> str:
     return "ps_" + base64.b32encode(digest[:15]).decode("ascii").lower()
 
 
-def key_check_value(key: bytes) -> str:
-    """A value that shows which key is loaded without revealing it (stored in the database)."""
-    return hmac.new(key, encode_parts("key-check", []), hashlib.sha256).hexdigest()[:16]
+def key_check_value(key: bytes, version: int = 1) -> str:
+    """A value that shows which key (and key version) is loaded without revealing it.
+
+    The version is included because it feeds every derived key: the same secret
+    under another version number would derive different tokens.
+    """
+    digest = hmac.new(key, encode_parts("key-check", [str(version)]), hashlib.sha256)
+    return digest.hexdigest()[:16]
 
 
 def constant_time_equal(left: str, right: str) -> bool:

@@ -90,6 +90,7 @@ def test_key_check_value_identifies_the_key_without_revealing_it() -> None:
     assert re.fullmatch(r"[0-9a-f]{16}", check)
     assert check == key_check_value(KEY_A)
     assert check != key_check_value(KEY_B)
+    assert check != key_check_value(KEY_A, version=2)
     assert check not in KEY_A.hex()
 
 
