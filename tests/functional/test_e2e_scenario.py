@@ -7,8 +7,8 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from adapters.csv import read_extract
 
+from adapters.csv import read_extract
 from broker.scenario import DATASETS, PERMITTED, run_scenario
 from tests.functional.conftest import Server, run_broker
 from tests.helpers import AGREEMENT, school_record
