@@ -6,10 +6,10 @@ from types import TracebackType
 from typing import Self
 
 from sqlalchemy import Connection, Engine, RootTransaction
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from broker.db.repositories import SqlAudit, SqlCredentials, SqlLinkage, SqlMeta, SqlRecords
-from broker.errors import StorageError
+from broker.errors import Conflict, StorageError
 
 
 class SqlUnitOfWork:
@@ -62,6 +62,11 @@ class SqlUnitOfWork:
         finally:
             self._connection.close()
         # Foreign exceptions are translated where they enter; SQL text never reaches a caller.
+        if isinstance(exc, IntegrityError):
+            raise Conflict(
+                "another request stored the same record at the same time; nothing from this "
+                "request was stored, so send it again"
+            ) from exc
         if isinstance(exc, SQLAlchemyError):
             raise StorageError("the database refused the change; nothing was stored") from exc
 

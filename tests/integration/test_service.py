@@ -15,6 +15,7 @@ from broker.errors import (
     AuditIntegrityError,
     AuthenticationFailed,
     BatchRejected,
+    Conflict,
     KeyFileError,
     Refused,
     StorageError,
@@ -307,3 +308,17 @@ def test_revoked_keys_no_longer_authenticate(runtime: Runtime) -> None:
     assert runtime.broker.revoke_api_keys("police") == 1
     with pytest.raises(AuthenticationFailed):
         runtime.broker.authenticate(key)
+
+
+def test_a_record_stored_concurrently_is_a_conflict_not_a_server_error(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = {"agency": "school", "agreement_id": AGREEMENT, "dataset_id": "school-attendance"}
+    runtime.broker.ingest_batch(**batch, records=[school_record("SCH-1")])
+    # As if a second worker checked for the record before the first committed it.
+    monkeypatch.setattr(
+        "broker.db.repositories.SqlRecords.existing_refs", lambda *_args, **_kw: set()
+    )
+    with pytest.raises(Conflict):
+        runtime.broker.ingest_batch(**batch, records=[school_record("SCH-1")])
+    assert _count(runtime, RECORD) == 1
