@@ -33,12 +33,13 @@ def token(key: bytes, match_key: str, values: Sequence[str]) -> str:
     The caller must pass values already normalised; the key must be the
     agreement's linkage key so that tokens cannot be joined across agreements.
     """
-    return hmac.new(key, encode_parts(f"token:{match_key}", values), hashlib.sha256).hexdigest()
+    # hmac.digest is the one-shot C path: several times faster than hmac.new for short inputs.
+    return hmac.digest(key, encode_parts(f"token:{match_key}", values), "sha256").hex()
 
 
 def pseudonym(key: bytes, subject_id: str) -> str:
     """A recipient's stable pseudonym for a subject, made with that recipient's own key."""
-    digest = hmac.new(key, encode_parts("pseudonym", [subject_id]), hashlib.sha256).digest()
+    digest = hmac.digest(key, encode_parts("pseudonym", [subject_id]), "sha256")
     return "ps_" + base64.b32encode(digest[:15]).decode("ascii").lower()
 
 
