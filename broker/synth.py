@@ -35,23 +35,14 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 
+from adapters.csv import CANONICAL_COLUMNS
 from broker.errors import ValidationError
 from broker.normalise import nhs_check_digit, upn_check_letter
 from broker.synth_names import FAMILY, GIVEN_FEMALE, GIVEN_MALE, NICKNAMES, STREETS
 
 REFERENCE_DATE = date(2026, 9, 1)
 AGENCIES = ("school", "police", "social-care", "ed")
-CANONICAL = (
-    "record_id",
-    "given_name",
-    "family_name",
-    "date_of_birth",
-    "sex",
-    "postcode",
-    "address_line",
-    "nhs_number",
-    "upn",
-)
+CANONICAL = CANONICAL_COLUMNS
 AGENCY_COLUMNS = {
     "school": (
         "attendance_pct",

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from audit.chain import GENESIS_HASH, canonical_entry, seal_entry, verify_chain
 from audit.events import AuditEvent, LoggedEntry
 from broker.errors import AuditIntegrityError
+from tests.fakes import audit_head
 
 # Mostly a few awkward strings (empty, quotes, escapes, non-ASCII), now and then any text.
 SHORT = st.sampled_from(["", "a", "b", '"', "\\", "é", "x y", "\u2028", "null"]) | st.text(
@@ -53,13 +54,6 @@ def chains(draw: st.DrawFn, min_size: int = 1) -> list[LoggedEntry]:
     return entries
 
 
-def _head(entries: list[LoggedEntry]) -> dict[str, Any]:
-    return {
-        "head_size": len(entries),
-        "head_hash": entries[-1].entry_hash if entries else GENESIS_HASH,
-    }
-
-
 def _first_bad(entries: list[LoggedEntry], head: dict[str, Any]) -> int | None:
     try:
         verify_chain(entries, **head)
@@ -71,7 +65,7 @@ def _first_bad(entries: list[LoggedEntry], head: dict[str, Any]) -> int | None:
 @settings(max_examples=40, deadline=None)
 @given(entries=chains(min_size=0))
 def test_an_untouched_chain_verifies(entries: list[LoggedEntry]) -> None:
-    verified = verify_chain(entries, **_head(entries))
+    verified = verify_chain(entries, **audit_head(entries))
     assert verified.size == len(entries)
 
 
@@ -80,7 +74,7 @@ def test_an_untouched_chain_verifies(entries: list[LoggedEntry]) -> None:
 def test_changing_one_event_field_is_detected_where_it_is(
     entries: list[LoggedEntry], data: st.DataObject
 ) -> None:
-    head = _head(entries)
+    head = audit_head(entries)
     position = data.draw(st.integers(0, len(entries) - 1))
     name = data.draw(st.sampled_from(EVENT_FIELDS))
     original = entries[position]
@@ -101,7 +95,7 @@ def test_changing_one_event_field_is_detected_where_it_is(
 def test_changing_time_or_hashes_is_detected_where_it_is(
     entries: list[LoggedEntry], data: st.DataObject
 ) -> None:
-    head = _head(entries)
+    head = audit_head(entries)
     position = data.draw(st.integers(0, len(entries) - 1))
     name = data.draw(st.sampled_from(["at", "prev_hash", "entry_hash", "seq"]))
     original = entries[position]
@@ -125,7 +119,7 @@ def test_changing_time_or_hashes_is_detected_where_it_is(
 def test_deleting_one_entry_is_detected_where_it_was(
     entries: list[LoggedEntry], data: st.DataObject
 ) -> None:
-    head = _head(entries)
+    head = audit_head(entries)
     position = data.draw(st.integers(0, len(entries) - 1))
     tampered = entries[:position] + entries[position + 1 :]
     assert _first_bad(tampered, head) == position + 1
@@ -136,7 +130,7 @@ def test_deleting_one_entry_is_detected_where_it_was(
 def test_swapping_two_entries_is_detected_at_the_first(
     entries: list[LoggedEntry], data: st.DataObject
 ) -> None:
-    head = _head(entries)
+    head = audit_head(entries)
     first = data.draw(st.integers(0, len(entries) - 2))
     second = data.draw(st.integers(first + 1, len(entries) - 1))
     tampered = list(entries)
@@ -149,7 +143,7 @@ def test_swapping_two_entries_is_detected_at_the_first(
 def test_truncating_is_detected_after_the_last_kept(
     entries: list[LoggedEntry], data: st.DataObject
 ) -> None:
-    head = _head(entries)
+    head = audit_head(entries)
     keep = data.draw(st.integers(0, len(entries) - 1))
     assert _first_bad(entries[:keep], head) == keep + 1
 
@@ -159,15 +153,15 @@ def test_truncating_is_detected_after_the_last_kept(
 def test_appending_without_moving_the_head_is_detected(
     entries: list[LoggedEntry], extra: AuditEvent
 ) -> None:
-    head = _head(entries)
+    head = audit_head(entries)
     appended = seal_entry(len(entries) + 1, "2026-11-27", extra, entries[-1].entry_hash)
     assert _first_bad([*entries, appended], head) == len(entries) + 1
 
 
 @settings(max_examples=40, deadline=None)
 @given(entries=chains(), other=chains())
-def test_a_different_chain_does_not_verify_against_this_head(
+def test_a_different_chain_does_not_verify_against_thisaudit_head(
     entries: list[LoggedEntry], other: list[LoggedEntry]
 ) -> None:
     assume([e.entry_hash for e in entries] != [e.entry_hash for e in other])
-    assert _first_bad(other, _head(entries)) is not None
+    assert _first_bad(other, audit_head(entries)) is not None

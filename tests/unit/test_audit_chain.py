@@ -18,6 +18,7 @@ from audit.chain import (
 )
 from audit.events import AuditEvent, LoggedEntry
 from broker.errors import AuditIntegrityError
+from tests.fakes import audit_head
 
 EVENTS = [
     AuditEvent(
@@ -64,13 +65,6 @@ def _chain(events: list[AuditEvent]) -> list[LoggedEntry]:
     return entries
 
 
-def _head(entries: list[LoggedEntry]) -> dict[str, Any]:
-    return {
-        "head_size": len(entries),
-        "head_hash": entries[-1].entry_hash if entries else GENESIS_HASH,
-    }
-
-
 def _bad_at(entries: list[LoggedEntry], head: dict[str, Any]) -> int | None:
     with pytest.raises(AuditIntegrityError) as caught:
         verify_chain(entries, **head)
@@ -82,7 +76,7 @@ def _bad_at(entries: list[LoggedEntry], head: dict[str, Any]) -> int | None:
 
 def test_good_chain_verifies() -> None:
     entries = _chain(EVENTS)
-    assert verify_chain(entries, **_head(entries)) == Verified(
+    assert verify_chain(entries, **audit_head(entries)) == Verified(
         size=len(EVENTS), head_hash=entries[-1].entry_hash
     )
 
@@ -131,7 +125,7 @@ CHANGES: list[tuple[str, Any]] = [
 @pytest.mark.parametrize("position", range(len(EVENTS)))
 def test_changing_any_event_field_is_located(name: str, value: Any, position: int) -> None:
     entries = _chain(EVENTS)
-    head = _head(entries)
+    head = audit_head(entries)
     original = entries[position]
     if getattr(original.event, name) == value:
         value = "changed-" + str(value)
@@ -143,7 +137,7 @@ def test_changing_any_event_field_is_located(name: str, value: Any, position: in
 @pytest.mark.parametrize("position", range(len(EVENTS)))
 def test_changing_time_sequence_or_hashes_is_located(position: int) -> None:
     original = _chain(EVENTS)
-    head = _head(original)
+    head = audit_head(original)
     for change in (
         {"at": "2026-11-27T00:00:00+00:00"},
         {"prev_hash": "f" * 64},
@@ -157,7 +151,7 @@ def test_changing_time_sequence_or_hashes_is_located(position: int) -> None:
 
 def test_changing_detail_in_place_is_located() -> None:
     entries = _chain(EVENTS)
-    head = _head(entries)
+    head = audit_head(entries)
     entries[2].event.detail["fields"].append("sen_support")
     assert _bad_at(entries, head) == 3
 
@@ -165,7 +159,7 @@ def test_changing_detail_in_place_is_located() -> None:
 @pytest.mark.parametrize("position", range(len(EVENTS)))
 def test_deleting_an_entry_is_located(position: int) -> None:
     entries = _chain(EVENTS)
-    head = _head(entries)
+    head = audit_head(entries)
     del entries[position]
     assert _bad_at(entries, head) == position + 1
 
@@ -173,7 +167,7 @@ def test_deleting_an_entry_is_located(position: int) -> None:
 @pytest.mark.parametrize(("first", "second"), [(0, 1), (1, 2), (0, 4), (2, 4), (3, 4)])
 def test_reordering_is_located(first: int, second: int) -> None:
     entries = _chain(EVENTS)
-    head = _head(entries)
+    head = audit_head(entries)
     entries[first], entries[second] = entries[second], entries[first]
     assert _bad_at(entries, head) == first + 1
 
@@ -181,13 +175,13 @@ def test_reordering_is_located(first: int, second: int) -> None:
 @pytest.mark.parametrize("keep", range(len(EVENTS)))
 def test_truncating_the_end_is_located(keep: int) -> None:
     entries = _chain(EVENTS)
-    head = _head(entries)
+    head = audit_head(entries)
     assert _bad_at(entries[:keep], head) == keep + 1
 
 
 def test_appending_without_updating_the_head_is_located() -> None:
     entries = _chain(EVENTS)
-    head = _head(entries)
+    head = audit_head(entries)
     extra = seal_entry(
         len(entries) + 1,
         "2026-11-26T13:00:00+00:00",
@@ -202,9 +196,9 @@ def test_head_hash_must_match() -> None:
     assert _bad_at(entries, {"head_size": len(entries), "head_hash": "0" * 64}) is not None
 
 
-def test_rewriting_the_tail_with_fresh_hashes_is_still_detected_by_the_head() -> None:
+def test_rewriting_the_tail_with_fresh_hashes_is_still_detected_by_theaudit_head() -> None:
     entries = _chain(EVENTS)
-    head = _head(entries)
+    head = audit_head(entries)
     forged = AuditEvent(actor="police", action="lookup", outcome="permitted")
     entries[-1] = seal_entry(len(entries), entries[-1].at, forged, entries[-2].entry_hash)
     with pytest.raises(AuditIntegrityError):
@@ -213,7 +207,7 @@ def test_rewriting_the_tail_with_fresh_hashes_is_still_detected_by_the_head() ->
 
 def test_inserting_an_entry_is_located() -> None:
     entries = _chain(EVENTS)
-    head = _head(entries)
+    head = audit_head(entries)
     inserted = seal_entry(
         3,
         "2026-11-26T12:00:02+00:00",
@@ -225,12 +219,12 @@ def test_inserting_an_entry_is_located() -> None:
 
 def test_verify_accepts_any_iterable() -> None:
     entries = _chain(EVENTS)
-    assert verify_chain(iter(entries), **_head(entries)).size == len(entries)
+    assert verify_chain(iter(entries), **audit_head(entries)).size == len(entries)
 
 
 def test_a_rewritten_last_entry_is_located_at_that_entry() -> None:
     entries = _chain(EVENTS)
-    head = _head(entries)
+    head = audit_head(entries)
     forged = AuditEvent(actor="police", action="lookup", outcome="permitted")
     entries[-1] = seal_entry(len(entries), entries[-1].at, forged, entries[-2].entry_hash)
     assert _bad_at(entries, head) == len(entries)
