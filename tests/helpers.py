@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import agreements
+from agreements.loader import load_agreement
+from agreements.models import Agreement
+
 AGREEMENT = "sv-early-identification"
+EXAMPLE_FILE = Path(agreements.__file__).resolve().parent / "examples" / f"{AGREEMENT}.yaml"
+
+
+def example_agreement() -> Agreement:
+    """The shipped example agreement, freshly loaded."""
+    return load_agreement(EXAMPLE_FILE)
 
 
 def school_record(

@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
-from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import agreements
 from agreements.decision import Deny, Permit, ReleaseRequest, decide
-from agreements.loader import load_agreement
 from agreements.models import Agreement, OutputKind, Release
+from tests.helpers import example_agreement
 
-EXAMPLES = Path(agreements.__file__).resolve().parent / "examples"
-EXAMPLE = next(
-    path
-    for path in sorted(EXAMPLES.glob("*.yaml"))
-    if "\nid: sv-early-identification\n" in path.read_text(encoding="utf-8")
-)
-AGREEMENT = load_agreement(EXAMPLE)
+AGREEMENT = example_agreement()
 
 AGENCIES = [p.id for p in AGREEMENT.parties] + ["outsider"]
 PURPOSES = [p.id for p in AGREEMENT.purposes] + ["marketing"]

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import pytest
 
-import agreements
 from agreements.decision import (
     Deny,
     Permit,
@@ -16,16 +14,10 @@ from agreements.decision import (
     decide,
     decide_supply,
 )
-from agreements.loader import load_agreement
 from agreements.models import Agreement, Release
+from tests.helpers import example_agreement
 
-EXAMPLES = Path(agreements.__file__).resolve().parent / "examples"
-EXAMPLE = next(
-    path
-    for path in sorted(EXAMPLES.glob("*.yaml"))
-    if "\nid: sv-early-identification\n" in path.read_text(encoding="utf-8")
-)
-AGREEMENT = load_agreement(EXAMPLE)
+AGREEMENT = example_agreement()
 ON = date(2026, 11, 26)
 TRIAGE = "safeguarding-triage"
 VIOLENCE = "violence-reduction"

@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-import agreements
-from agreements.loader import load_agreement
 from agreements.models import Dataset
 from broker.errors import BatchRejected, Problem
 from broker.ingest import MAX_PROBLEMS, ValidRecord, validate_batch
+from tests.helpers import example_agreement
 
-EXAMPLES = Path(agreements.__file__).resolve().parent / "examples"
-EXAMPLE = next(
-    path
-    for path in sorted(EXAMPLES.glob("*.yaml"))
-    if "\nid: sv-early-identification\n" in path.read_text(encoding="utf-8")
-)
-AGREEMENT = load_agreement(EXAMPLE)
+AGREEMENT = example_agreement()
 
 
 def _dataset(dataset_id: str) -> Dataset:
