@@ -243,3 +243,20 @@ def test_agreements_list_shows_the_callers_roles(
             "roles": ["provider"],
         }
     ]
+
+
+def test_agency_audit_reads_hide_the_internal_subject_id(
+    client: TestClient, keys: dict[str, dict[str, str]], small_runtime: Runtime
+) -> None:
+    client.post(BATCHES, json={"records": [school_record("SCH-1")]}, headers=keys["school"])
+    client.post(
+        LOOKUPS,
+        json={"purpose": "safeguarding-triage", "identifiers": IDENTIFIERS},
+        headers=keys["social-care"],
+    )
+    stored = small_runtime.broker.audit_page(actor="social-care", after=0, limit=10)
+    assert stored[0].event.detail["subject"].startswith("sub_")
+    shown = client.get("/v1/audit/entries", headers=keys["social-care"]).json()["entries"]
+    assert shown[0]["action"] == "lookup"
+    assert "subject" not in shown[0]["detail"]
+    assert stored[0].event.detail["subject"] not in json.dumps(shown)

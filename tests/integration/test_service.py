@@ -15,6 +15,7 @@ from broker.errors import (
     AuditIntegrityError,
     AuthenticationFailed,
     BatchRejected,
+    ConfigError,
     Conflict,
     KeyFileError,
     Refused,
@@ -322,3 +323,10 @@ def test_a_record_stored_concurrently_is_a_conflict_not_a_server_error(
     with pytest.raises(Conflict):
         runtime.broker.ingest_batch(**batch, records=[school_record("SCH-1")])
     assert _count(runtime, RECORD) == 1
+
+
+def test_production_refuses_the_shipped_example_agreements(
+    settings: Settings, clock: FixedClock
+) -> None:
+    with pytest.raises(ConfigError, match="example agreements"):
+        build_runtime(settings.model_copy(update={"environment": "production"}), clock=clock)

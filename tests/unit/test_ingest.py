@@ -373,3 +373,21 @@ def test_problems_are_capped() -> None:
         validate_batch(SCHOOL, records, max_field_length=MAX_FIELD)
     assert len(caught.value.problems) == MAX_PROBLEMS
     assert f"{MAX_PROBLEMS}+" in caught.value.message
+
+
+def test_numbers_in_other_scripts_are_refused() -> None:
+    dataset = AGREEMENT.dataset("school-attendance")
+    assert dataset is not None
+    record = {
+        "record_id": "S1",
+        "given_name": "Ann",
+        "family_name": "Lee",
+        "date_of_birth": "2011-01-01",
+        "attendance_pct": "\u0668\u0665",  # Arabic-Indic digits
+        "persistent_absence": "true",
+        "suspensions_this_year": "\uff13",  # fullwidth 3
+    }
+    with pytest.raises(BatchRejected) as rejected:
+        validate_batch(dataset, [record], max_field_length=1024)
+    fields = {p.location.field for p in rejected.value.problems}
+    assert fields == {"attendance_pct", "suspensions_this_year"}
