@@ -32,6 +32,14 @@ def _reject_unusable(raw: str, what: str) -> None:
         raise IdentifierError(f"{what} contains control or formatting characters")
 
 
+# Letters whose accent is part of the letter, so Unicode decomposition leaves them:
+# Łukasz is typed Lukasz on most UK systems, Søren as Soren, Þór as Thor.
+_LETTER_FOLDS = str.maketrans(
+    {"\u0131": "i", "\u0142": "l", "\u00f8": "o", "\u0111": "d", "\u0127": "h",
+     "\u00e6": "ae", "\u0153": "oe", "\u00fe": "th", "\u00f0": "d"}
+)  # fmt: skip
+
+
 def _fold(text: str) -> str:
     """Fold case and strip diacritics until nothing changes (each step can undo the other).
 
@@ -42,7 +50,7 @@ def _fold(text: str) -> str:
     for _ in range(4):
         decomposed = unicodedata.normalize("NFKD", text.casefold())
         stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-        folded = stripped.replace("\u0131", "i")
+        folded = stripped.translate(_LETTER_FOLDS)
         if folded == text:
             break
         text = folded

@@ -71,7 +71,9 @@ def test_demo_scenario_over_real_http(server: Server, tmp_path: Path) -> None:
     extract = read_extract(extracts / "social-care.csv").rows
     for row in extract[:50]:
         for name in ("given_name", "family_name", "postcode"):
-            assert row[name].lower() not in log
+            value = row.get(name, "").strip().lower()
+            if len(value) >= 3:  # a held value long enough not to occur by chance
+                assert value not in log
     assert all(key.lower() not in log for key in keys.values())
     assert report.received["social-care"][0]["pseudonym"].lower() not in log
 

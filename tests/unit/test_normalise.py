@@ -372,3 +372,11 @@ def test_every_normaliser_rejects_control_characters_and_overlong_input(
 def test_dates_refuse_digits_of_other_scripts() -> None:
     with pytest.raises(IdentifierError):
         normalise.parse_date("\uff12\uff10\uff11\uff10-01-01", "iso")
+
+
+@pytest.mark.parametrize(
+    ("typed", "plain"),
+    [("Łukasz", "Lukasz"), ("Søren", "Soren"), ("Æthelred", "Aethelred"), ("Þór", "Thor")],
+)
+def test_letters_with_built_in_accents_fold_to_what_uk_systems_type(typed: str, plain: str) -> None:
+    assert normalise.normalise_name(typed) == normalise.normalise_name(plain)
