@@ -61,8 +61,6 @@ class LinkageRepository(Protocol):
         self, agreement_id: str, match_key: str, subject_ids: Sequence[str]
     ) -> Mapping[str, set[str]]: ...
 
-    def count_subjects(self, agreement_id: str) -> int: ...
-
 
 class RecordRepository(Protocol):
     def add_batch(

@@ -14,6 +14,7 @@ import secrets
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from agreements.decision import (
@@ -505,7 +506,7 @@ class Broker:
     def _now(self) -> str:
         return self._clock.now().isoformat(timespec="microseconds")
 
-    def _today(self) -> Any:
+    def _today(self) -> date:
         return self._clock.now().date()
 
     def _audit(self, uow: UnitOfWork, event: AuditEvent) -> LoggedEntry:

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, insert, select, update
+from sqlalchemy import Connection, Table, insert, select, update
 
 from audit.events import AuditEvent, LoggedEntry
 from broker.db import tables
@@ -118,15 +118,6 @@ class SqlLinkage:
             for subject_id, token in rows:
                 found[subject_id].add(token)
         return found
-
-    def count_subjects(self, agreement_id: str) -> int:
-        return int(
-            self._c.execute(
-                select(func.count())
-                .select_from(SUBJECT)
-                .where(SUBJECT.c.agreement_id == agreement_id)
-            ).scalar_one()
-        )
 
 
 class SqlRecords:

@@ -6,7 +6,6 @@ import contextlib
 import json
 import re
 import secrets
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -97,9 +96,3 @@ class GuardMiddleware:
 
     def _too_large(self) -> str:
         return f"request body is larger than {self.max_body_bytes} bytes; send smaller batches"
-
-
-def request_id_of(scope_state: Any) -> str | None:
-    """The request id the middleware assigned."""
-    value = getattr(scope_state, "request_id", None)
-    return value if isinstance(value, str) else None
