@@ -22,6 +22,7 @@ from broker.errors import BatchRejected, IdentifierError, Location, Problem
 MAX_PROBLEMS = 100
 MAX_RECORD_REF = 128
 
+_FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$", re.ASCII)
 _INTEGER = re.compile(r"^[+-]?\d{1,18}$", re.ASCII)
 _NUMBER = re.compile(r"^[+-]?(\d{1,18}(\.\d*)?|\.\d+)([eE][+-]?\d{1,3})?$", re.ASCII)
 _TRUE = {"true", "yes", "y", "1"}
@@ -166,12 +167,15 @@ def _check_names(
 ) -> None:
     for name in record:
         if name not in allowed:
-            shown = str(name)[:64]
-            close = difflib.get_close_matches(shown, sorted(allowed), n=1)
+            # A key is echoed only when it looks like a field name: a client that
+            # sent values as keys must not see them come back in the error.
+            shown = str(name) if _FIELD_NAME.match(str(name)) else None
+            close = difflib.get_close_matches(shown, sorted(allowed), n=1) if shown else []
             hint = f"; did you mean '{close[0]}'?" if close else ""
+            what = f"field '{shown}'" if shown else "a field whose name is not a field name"
             problems.add(
                 "field_not_declared",
-                f"field '{shown}' is not declared in dataset '{dataset.id}'{hint}",
+                f"{what} is not declared in dataset '{dataset.id}'{hint}",
                 index,
                 shown,
             )

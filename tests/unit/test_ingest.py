@@ -391,3 +391,24 @@ def test_numbers_in_other_scripts_are_refused() -> None:
         validate_batch(dataset, [record], max_field_length=1024)
     fields = {p.location.field for p in rejected.value.problems}
     assert fields == {"attendance_pct", "suspensions_this_year"}
+
+
+def test_a_key_that_is_not_a_field_name_is_not_echoed() -> None:
+    dataset = AGREEMENT.dataset("school-attendance")
+    assert dataset is not None
+    record = {
+        "record_id": "S1",
+        "given_name": "Ann",
+        "family_name": "Lee",
+        "date_of_birth": "2011-01-01",
+        "attendance_pct": "85",
+        "persistent_absence": "false",
+        "Amira Okafor 2011-03-14": "x",
+        "attendance_pc": "85",
+    }
+    with pytest.raises(BatchRejected) as rejected:
+        validate_batch(dataset, [record], max_field_length=1024)
+    messages = [p.message for p in rejected.value.problems]
+    assert not any("Amira" in m for m in messages)
+    assert any("did you mean 'attendance_pct'" in m for m in messages)
+    assert {p.location.field for p in rejected.value.problems} == {None, "attendance_pc"}
