@@ -7,6 +7,7 @@ uses the key file named by BROKER_KEY_FILE (created on first run).
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import threading
@@ -117,6 +118,9 @@ def run_demo(console: Console, *, port: int, seed: int, people: int, keep_servin
 
 
 def _print_keys(console: Console, api_keys: dict[str, str], extracts: Path) -> None:
-    console.print(f"Extracts are in {extracts}. Demo API keys (this run only):")
-    for agency, key in api_keys.items():
-        console.print(f"  {agency}: {key}", markup=False)
+    # Keys go to a private file, not the console, whose output may end up in a log.
+    keys_file = DEMO_DIR / "api-keys.txt"
+    fd = os.open(keys_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.writelines(f"{agency} {key}\n" for agency, key in api_keys.items())
+    console.print(f"Extracts are in {extracts}; this run's agency API keys are in {keys_file}.")
