@@ -7,25 +7,27 @@ checks report.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError as PydanticValidationError
 
-from agreements.models import Agreement, Dataset, FieldSpec, Purpose, ReleasedField
+from agreements.models import Agreement
+from agreements.references import PathPart, reference_problems
 from broker.errors import AgreementError, Location, Problem
 
 MAX_AGREEMENT_BYTES = 1024 * 1024
 MAX_NESTING = 32
 
-PathPart = str | int
 
+def load_agreement(path: Path, *, today: date | None = None) -> Agreement:
+    """Read and validate one agreement file; raises AgreementError listing every problem.
 
-def load_agreement(path: Path) -> Agreement:
-    """Read and validate one agreement file; raises AgreementError listing every problem."""
+    ``today`` (default: the system date) decides whether the expiry date is in the past.
+    """
     try:
         size = path.stat().st_size
     except OSError:
@@ -43,11 +45,17 @@ def load_agreement(path: Path) -> Agreement:
         raise AgreementError(
             "agreement file is not readable UTF-8 text", location=Location(file=str(path))
         ) from None
-    return parse_agreement(text, source=str(path))
+    return parse_agreement(text, source=str(path), today=today)
 
 
-def parse_agreement(text: str, *, source: str = "<agreement>") -> Agreement:
+def parse_agreement(
+    text: str, *, source: str = "<agreement>", today: date | None = None
+) -> Agreement:
     """Validate agreement YAML held in memory; ``source`` names it in problems."""
+    if len(text.encode("utf-8")) > MAX_AGREEMENT_BYTES:
+        raise AgreementError(
+            f"agreement is larger than {MAX_AGREEMENT_BYTES} bytes", location=Location(file=source)
+        )
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -76,7 +84,7 @@ def parse_agreement(text: str, *, source: str = "<agreement>") -> Agreement:
         raise _rejected(problems, source) from None
     references = [
         Problem("agreement_invalid", f"{_dotted(where)}: {message}", _locate(node, where, source))
-        for where, message in _reference_problems(agreement)
+        for where, message in reference_problems(agreement, today or date.today())
     ]
     if references:
         raise _rejected(references, source)
@@ -151,149 +159,3 @@ def _locate(node: yaml.Node, path: Sequence[Any], source: str) -> Location:
         current = child
     mark = current.start_mark
     return Location(file=source, line=mark.line + 1, column=mark.column + 1)
-
-
-def _suggest(name: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f"; did you mean '{close[0]}'?" if close else ""
-
-
-def _duplicates(ids: Sequence[str]) -> list[int]:
-    seen: set[str] = set()
-    repeated = []
-    for index, value in enumerate(ids):
-        if value in seen:
-            repeated.append(index)
-        seen.add(value)
-    return repeated
-
-
-def _reference_problems(agreement: Agreement) -> Iterable[tuple[tuple[PathPart, ...], str]]:
-    """Cross-references the schema alone cannot check."""
-    if not agreement.effective_from <= agreement.review_by <= agreement.expires_on:
-        yield ("review_by",), "dates must be in order: effective_from <= review_by <= expires_on"
-    for section, ids in (
-        ("parties", [p.id for p in agreement.parties]),
-        ("purposes", [p.id for p in agreement.purposes]),
-        ("datasets", [d.id for d in agreement.datasets]),
-    ):
-        for index in _duplicates(ids):
-            yield (section, index, "id"), f"id '{ids[index]}' is used twice"
-    party_ids = {p.id: p for p in agreement.parties}
-    for p_index, purpose in enumerate(agreement.purposes):
-        for party_id in purpose.lawful_basis:
-            if party_id not in party_ids:
-                yield (
-                    ("purposes", p_index, "lawful_basis", party_id),
-                    f"lawful basis names unknown party '{party_id}'{_suggest(party_id, party_ids)}",
-                )
-    for d_index, dataset in enumerate(agreement.datasets):
-        provider = party_ids.get(dataset.provider)
-        if provider is None:
-            hint = _suggest(dataset.provider, party_ids)
-            yield (
-                ("datasets", d_index, "provider"),
-                f"provider '{dataset.provider}' is not a party{hint}",
-            )
-        elif "provider" not in provider.roles:
-            yield ("datasets", d_index, "provider"), f"party '{provider.id}' is not a provider"
-        names = [f.name for f in dataset.fields]
-        for index in _duplicates(names):
-            yield ("datasets", d_index, "fields", index, "name"), f"field '{names[index]}' twice"
-        for f_index, spec in enumerate(dataset.fields):
-            if spec.type == "code" and not spec.values:
-                yield (
-                    ("datasets", d_index, "fields", f_index, "values"),
-                    f"code field '{spec.name}' must list its values",
-                )
-    yield from _release_problems(agreement)
-
-
-def _release_problems(agreement: Agreement) -> Iterable[tuple[tuple[PathPart, ...], str]]:
-    party_ids = {p.id: p for p in agreement.parties}
-    purpose_ids = {p.id: p for p in agreement.purposes}
-    granted: set[tuple[str, str]] = set()
-    for r_index, release in enumerate(agreement.releases):
-        here: tuple[PathPart, ...] = ("releases", r_index)
-        # One release per purpose and recipient: what a recipient gets is read in one place.
-        if (release.purpose, release.recipient) in granted:
-            yield (
-                (*here, "recipient"),
-                f"a release to '{release.recipient}' for '{release.purpose}' is already declared; "
-                "merge the two",
-            )
-        granted.add((release.purpose, release.recipient))
-        purpose = purpose_ids.get(release.purpose)
-        if purpose is None:
-            hint = _suggest(release.purpose, purpose_ids)
-            yield (*here, "purpose"), f"purpose '{release.purpose}' is not declared{hint}"
-        elif release.recipient not in purpose.lawful_basis:
-            yield (
-                (*here, "recipient"),
-                f"recipient '{release.recipient}' has no lawful basis for '{purpose.id}'",
-            )
-        recipient = party_ids.get(release.recipient)
-        if recipient is None:
-            hint = _suggest(release.recipient, party_ids)
-            yield (*here, "recipient"), f"recipient '{release.recipient}' is not a party{hint}"
-        elif "recipient" not in recipient.roles:
-            yield (*here, "recipient"), f"party '{recipient.id}' does not have the recipient role"
-        for f_index, released in enumerate(release.fields):
-            yield from _released_field_problems(
-                agreement, purpose, released, (*here, "fields", f_index)
-            )
-
-
-def _released_field_problems(
-    agreement: Agreement,
-    purpose: Purpose | None,
-    released: ReleasedField,
-    where: tuple[PathPart, ...],
-) -> Iterable[tuple[tuple[PathPart, ...], str]]:
-    dataset = agreement.dataset(released.dataset)
-    if dataset is None:
-        hint = _suggest(released.dataset, [d.id for d in agreement.datasets])
-        yield (*where, "dataset"), f"dataset '{released.dataset}' is not declared{hint}"
-        return
-    if purpose is not None and dataset.provider not in purpose.lawful_basis:
-        yield (
-            (*where, "dataset"),
-            f"provider '{dataset.provider}' has no lawful basis for '{purpose.id}'",
-        )
-    spec = dataset.field(released.field)
-    if spec is None:
-        hint = _suggest(released.field, [f.name for f in dataset.fields])
-        yield (
-            (*where, "field"),
-            f"field '{released.field}' is not declared in dataset '{dataset.id}'{hint}",
-        )
-        return
-    if purpose is not None:
-        yield from _condition_problems(purpose, dataset, spec, where)
-    if released.form == "month" and spec.type != "date":
-        yield (*where, "form"), f"form 'month' needs a date field; '{spec.name}' is not"
-    if released.form == "flag" and spec.type not in ("integer", "number", "boolean"):
-        yield (*where, "form"), f"form 'flag' needs a count; '{spec.name}' is not"
-
-
-def _condition_problems(
-    purpose: Purpose, dataset: Dataset, spec: FieldSpec, where: tuple[PathPart, ...]
-) -> Iterable[tuple[tuple[PathPart, ...], str]]:
-    """Special category and criminal offence data need their extra conditions (UK GDPR 9, 10)."""
-    basis = purpose.lawful_basis.get(dataset.provider)
-    if basis is None:
-        return
-    if spec.classification == "special_category" and not (basis.article_9 and basis.dpa_schedule_1):
-        yield (
-            (*where, "field"),
-            f"'{spec.name}' is special category data but purpose '{purpose.id}' gives "
-            f"'{dataset.provider}' no Article 9 and DPA 2018 Schedule 1 condition",
-        )
-    if spec.classification == "criminal_offence" and not (
-        basis.article_10 and basis.dpa_schedule_1
-    ):
-        yield (
-            (*where, "field"),
-            f"'{spec.name}' is criminal offence data but purpose '{purpose.id}' gives "
-            f"'{dataset.provider}' no Article 10 and DPA 2018 Schedule 1 condition",
-        )

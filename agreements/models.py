@@ -10,9 +10,45 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-AgreementStatus = Literal["draft", "approved", "active", "suspended", "expired", "terminated"]
+from agreements.terms import (
+    FIELD_PATTERN,
+    ID_PATTERN,
+    Approval,
+    Contact,
+    Frozen,
+    Linkage,
+    OutputKind,
+    PartyRole,
+    PolicyTest,
+    Retention,
+    ReviewTerms,
+    RightsTerms,
+    TerminationTerms,
+)
+
+__all__ = [
+    "Agreement",
+    "AgreementStatus",
+    "Classification",
+    "Dataset",
+    "FieldSpec",
+    "LawfulBasis",
+    "OutputKind",
+    "Party",
+    "PartyRole",
+    "Purpose",
+    "Release",
+    "ReleaseForm",
+    "ReleasedField",
+]
+
+# "superseded" is never written in a file: the broker records it when a newer
+# version of the same agreement takes effect.
+AgreementStatus = Literal[
+    "draft", "approved", "active", "suspended", "expired", "terminated", "superseded"
+]
 AgencyType = Literal[
     "police",
     "school",
@@ -22,27 +58,32 @@ AgencyType = Literal[
     "local_authority",
     "voluntary_sector",
 ]
-PartyRole = Literal["provider", "recipient", "lead"]
-OutputKind = Literal["lookup", "notification", "cohort", "aggregate"]
-FieldType = Literal["string", "integer", "number", "boolean", "date", "code"]
-Classification = Literal["personal", "special_category", "criminal_offence", "operational"]
+FieldType = Literal["string", "integer", "number", "boolean", "date", "code", "postcode"]
+Classification = Literal[
+    "identifier", "personal", "special_category", "criminal_offence", "operational"
+]
 IdentifierName = Literal[
     "given_name", "family_name", "date_of_birth", "sex", "postcode", "nhs_number", "upn"
 ]
 DateFormat = Literal["iso", "dmy", "mdy"]
 # Forms a released field may take. "as_supplied" releases the value itself;
-# the others release something coarser (see broker.release for each).
-ReleaseForm = Literal["as_supplied", "month", "flag"]
+# every other form releases something coarser (see broker.release for each).
+ReleaseForm = Literal[
+    "as_supplied",
+    "age",
+    "age_band",
+    "postcode_district",
+    "postcode_sector",
+    "month",
+    "flag",
+    "redacted",
+]
 
-_ID = r"^[a-z0-9][a-z0-9\-]{0,62}$"
-_FIELD = r"^[a-z][a-z0-9_]{0,62}$"
+_ID = ID_PATTERN
+_FIELD = FIELD_PATTERN
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Party(_Frozen):
+class Party(Frozen):
     """An agency that signed the agreement."""
 
     id: str = Field(pattern=_ID)
@@ -52,7 +93,7 @@ class Party(_Frozen):
     controller: Literal["separate", "joint"] = "separate"
 
 
-class LawfulBasis(_Frozen):
+class LawfulBasis(Frozen):
     """One party's lawful basis for a purpose (UK GDPR and DPA 2018)."""
 
     article_6: str = Field(min_length=1, max_length=500)
@@ -62,7 +103,7 @@ class LawfulBasis(_Frozen):
     statutory_gateway: str | None = Field(default=None, max_length=500)
 
 
-class Purpose(_Frozen):
+class Purpose(Frozen):
     """Why data is shared; releases are granted per purpose."""
 
     id: str = Field(pattern=_ID)
@@ -70,18 +111,33 @@ class Purpose(_Frozen):
     lawful_basis: dict[str, LawfulBasis] = Field(min_length=1)
 
 
-class FieldSpec(_Frozen):
+class FieldSpec(Frozen):
     """One field of a dataset, beyond its identifiers."""
 
     name: str = Field(pattern=_FIELD)
     type: FieldType
     classification: Classification
     required: bool = False
-    values: tuple[str, ...] | None = None
+    values: tuple[str, ...] | None = Field(default=None, max_length=200)
     max_length: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
-class Dataset(_Frozen):
+RELEASABLE_IDENTIFIERS: dict[str, FieldSpec] = {
+    "date_of_birth": FieldSpec(name="date_of_birth", type="date", classification="identifier"),
+    "postcode": FieldSpec(name="postcode", type="postcode", classification="identifier"),
+    "sex": FieldSpec(
+        name="sex", type="code", classification="identifier", values=("F", "M", "X", "U")
+    ),
+}
+# The forms an identifier may take when released; anything finer stays in the broker.
+IDENTIFIER_FORMS: dict[str, tuple[str, ...]] = {
+    "date_of_birth": ("age", "age_band", "month"),
+    "postcode": ("postcode_district", "postcode_sector"),
+    "sex": ("as_supplied", "redacted"),
+}
+
+
+class Dataset(Frozen):
     """What one provider supplies: its identifiers and its own fields."""
 
     id: str = Field(pattern=_ID)
@@ -90,13 +146,25 @@ class Dataset(_Frozen):
     identifiers: tuple[IdentifierName, ...] = Field(min_length=1)
     date_format: DateFormat = "iso"
     fields: tuple[FieldSpec, ...] = Field(min_length=1)
+    retention: Retention | None = None
 
     def field(self, name: str) -> FieldSpec | None:
         """The field called ``name``, or None."""
         return next((spec for spec in self.fields if spec.name == name), None)
 
+    def releasable(self, name: str) -> FieldSpec | None:
+        """The field a release may name: a declared field, or a coarse-able identifier.
 
-class ReleasedField(_Frozen):
+        Date of birth, postcode and sex may leave the broker only in the forms
+        the loader allows for them (age, district, ...), never as typed.
+        """
+        spec = self.field(name)
+        if spec is None and name in self.identifiers and name in RELEASABLE_IDENTIFIERS:
+            return RELEASABLE_IDENTIFIERS[name]
+        return spec
+
+
+class ReleasedField(Frozen):
     """A field that may leave the broker, and the form it leaves in."""
 
     dataset: str = Field(pattern=_ID)
@@ -104,7 +172,7 @@ class ReleasedField(_Frozen):
     form: ReleaseForm = "as_supplied"
 
 
-class Release(_Frozen):
+class Release(Frozen):
     """What one recipient may receive for one purpose, and through which output kinds."""
 
     purpose: str = Field(pattern=_ID)
@@ -112,22 +180,34 @@ class Release(_Frozen):
     outputs: tuple[OutputKind, ...] = Field(min_length=1)
     fields: tuple[ReleasedField, ...] = Field(min_length=1)
     reveal_record_reference: bool = False
+    # Aggregates publish no count below this (ICO anonymisation guidance; 5 is usual).
+    minimum_cell_size: int = Field(default=5, ge=1, le=1000)
 
 
-class Agreement(_Frozen):
+class Agreement(Frozen):
     """One version of an information-sharing agreement."""
 
     id: str = Field(pattern=_ID)
     title: str = Field(min_length=1, max_length=300)
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=1_000_000)
     status: AgreementStatus
+    status_reason: str | None = Field(default=None, max_length=2000)
     effective_from: date
-    review_by: date
+    review_by: date | None = None
     expires_on: date
-    parties: tuple[Party, ...] = Field(min_length=2)
-    purposes: tuple[Purpose, ...] = Field(min_length=1)
-    datasets: tuple[Dataset, ...] = Field(min_length=1)
-    releases: tuple[Release, ...] = Field(default=())
+    contacts: tuple[Contact, ...] = ()
+    parties: tuple[Party, ...] = Field(min_length=2, max_length=100)
+    purposes: tuple[Purpose, ...] = Field(min_length=1, max_length=100)
+    datasets: tuple[Dataset, ...] = Field(min_length=1, max_length=100)
+    releases: tuple[Release, ...] = Field(default=(), max_length=1000)
+    linkage: Linkage = Linkage()
+    data_quality: tuple[str, ...] = ()
+    security: tuple[str, ...] = ()
+    rights: RightsTerms | None = None
+    review: ReviewTerms | None = None
+    termination: TerminationTerms | None = None
+    policy_tests: tuple[PolicyTest, ...] = Field(default=(), max_length=1000)
+    approvals: tuple[Approval, ...] = ()
 
     def party(self, agency_id: str) -> Party | None:
         """The party with this agency id, or None."""
@@ -140,3 +220,15 @@ class Agreement(_Frozen):
     def dataset(self, dataset_id: str) -> Dataset | None:
         """The dataset with this id, or None."""
         return next((d for d in self.datasets if d.id == dataset_id), None)
+
+    def release_for(self, purpose_id: str, recipient: str) -> Release | None:
+        """The release to ``recipient`` for ``purpose_id``, or None (there is at most one)."""
+        return next(
+            (r for r in self.releases if r.purpose == purpose_id and r.recipient == recipient),
+            None,
+        )
+
+    @property
+    def grace_days(self) -> int:
+        """Days past review_by during which sharing continues with a warning."""
+        return self.review.grace_days if self.review is not None else 30

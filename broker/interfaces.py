@@ -20,6 +20,7 @@ class RecordRow:
 
     id: str
     agreement_id: str
+    agreement_version: int
     dataset_id: str
     agency_id: str
     source_ref: str
@@ -28,6 +29,22 @@ class RecordRow:
     received_at: str
     key_version: int
     payload: bytes
+
+
+@dataclass(frozen=True)
+class AgreementRow:
+    """One stored agreement version: its document (JSON) and its lifecycle state."""
+
+    agreement_id: str
+    version: int
+    status: str
+    status_reason: str | None
+    document: str
+    digest: str
+    source: str
+    created_at: str
+    created_by: str
+    updated_at: str
 
 
 @dataclass(frozen=True)
@@ -97,6 +114,32 @@ class AuditRepository(Protocol):
     def page(self, *, actor: str | None, after: int, limit: int) -> list[LoggedEntry]: ...
 
 
+class AgreementRepository(Protocol):
+    def add(self, row: AgreementRow) -> None: ...
+
+    def get(self, agreement_id: str, version: int) -> AgreementRow | None: ...
+
+    def all(self) -> list[AgreementRow]: ...
+
+    def set_status(
+        self, agreement_id: str, version: int, status: str, reason: str | None, at: str
+    ) -> None: ...
+
+    def set_document(
+        self, agreement_id: str, version: int, document: str, digest: str, at: str
+    ) -> None: ...
+
+    def generation(self) -> int: ...
+
+    def bump_generation(self) -> int: ...
+
+    def approver_keys(self) -> dict[str, set[str]]: ...
+
+    def add_approver_key(self, agency_id: str, public_key: str, at: str) -> None: ...
+
+    def revoke_approver_key(self, agency_id: str, public_key: str, at: str) -> bool: ...
+
+
 class MetaRepository(Protocol):
     def key_check(self) -> str | None: ...
 
@@ -122,6 +165,9 @@ class UnitOfWork(Protocol):
 
     @property
     def meta(self) -> MetaRepository: ...
+
+    @property
+    def agreements(self) -> AgreementRepository: ...
 
     def __enter__(self) -> Self: ...
 

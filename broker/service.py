@@ -13,7 +13,7 @@ import json
 import secrets
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -22,10 +22,10 @@ from agreements.decision import (
     Permit,
     ReleaseRequest,
     SupplyRequest,
-    decide,
-    decide_supply,
+    decide_supply_under,
+    decide_under,
 )
-from agreements.models import Agreement
+from agreements.models import RELEASABLE_IDENTIFIERS, Agreement
 from agreements.registry import AgreementRegistry
 from audit import log as audit_log
 from audit.chain import Verified
@@ -81,6 +81,7 @@ class IngestResult:
     linked_by_rule: Mapping[str, int]
     quality: tuple[Problem, ...]
     audit_entries: tuple[int, ...]
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class LookupResult:
     holdings: tuple[Holding, ...] = ()
     audit_entry: int = 0
     released: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = field(default=())
 
 
 def api_key_digest(api_key: str) -> str:
@@ -222,7 +224,9 @@ class Broker:
         request_id: str | None = None,
     ) -> IngestResult:
         """Validate, tokenise, link and store a batch, all or nothing, with its audit entries."""
-        agreement = self.registry.get(agreement_id)
+        today = self._today()
+        versions = self.registry.versions(agreement_id)
+        agreement = self.registry.get(agreement_id, today)
         dataset = agreement.dataset(dataset_id)
         if dataset is None:
             raise NotFound(f"dataset '{dataset_id}' is not in agreement '{agreement_id}'")
@@ -235,12 +239,13 @@ class Broker:
             dataset_id=dataset_id,
             request_id=request_id,
         )
-        decision = decide_supply(
-            agreement, SupplyRequest(agency=agency, dataset=dataset_id, on=self._today())
+        decision = decide_supply_under(
+            versions, SupplyRequest(agency=agency, dataset=dataset_id, on=today)
         )
         if isinstance(decision, Deny):
             self._refuse(base, decision.code, {"records": len(records)})
             raise Refused(decision.reason, code=decision.code)
+        base = _with(base, detail={"warnings": _warning_codes(decision.warnings)})
         if len(records) > self.limits.max_batch_records:
             self._refuse(base, "batch_too_large", {"records": len(records)})
             raise ValidationError(
@@ -251,7 +256,7 @@ class Broker:
             with self._units() as uow:
                 result = self._store_batch(uow, agreement, dataset_id, records, base)
                 uow.commit()
-                return result
+                return replace(result, warnings=decision.warnings)
         except BatchRejected as rejected:
             codes = Counter(p.code for p in rejected.problems)
             self._refuse(
@@ -301,15 +306,19 @@ class Broker:
         )
         uow.linkage.add_subjects(agreement.id, [a.subject_id for a in assignments if a.new], now)
         data_key = self._keys.data_key(agreement.id)
+        kept_identifiers = _released_identifiers(agreement, dataset_id)
         rows: list[RecordRow] = []
         tokens: list[TokenRow] = []
         for record, assignment, record_toks in zip(valid, assignments, batch_tokens, strict=True):
             record_id = new_id("rec")
-            plaintext = json.dumps(record.fields, sort_keys=True).encode("utf-8")
+            # Identifiers are kept (sealed) only where the agreement releases a coarse form of them.
+            kept = {n: record.identifiers[n] for n in kept_identifiers if n in record.identifiers}
+            plaintext = json.dumps({**record.fields, **kept}, sort_keys=True).encode("utf-8")
             rows.append(
                 RecordRow(
                     id=record_id,
                     agreement_id=agreement.id,
+                    agreement_version=agreement.version,
                     dataset_id=dataset_id,
                     agency_id=base.actor,
                     source_ref=record.source_ref,
@@ -335,6 +344,7 @@ class Broker:
             _with(
                 base,
                 detail={
+                    **base.detail,
                     "batch_id": batch_id,
                     "records": len(valid),
                     "quality_issues": dict(sorted(Counter(p.code for p in quality).items())),
@@ -378,7 +388,9 @@ class Broker:
         request_id: str | None = None,
     ) -> LookupResult:
         """Find the subject these identifiers belong to and release what the agreement permits."""
-        agreement = self.registry.get(agreement_id)
+        today = self._today()
+        versions = self.registry.versions(agreement_id)
+        agreement = self.registry.get(agreement_id, today)
         base = AuditEvent(
             actor=agency,
             action="lookup",
@@ -392,10 +404,10 @@ class Broker:
             agency=agency,
             purpose=purpose,
             output="lookup",
-            on=self._today(),
+            on=today,
             fields=None if fields is None else tuple(fields),
         )
-        decision = decide(agreement, request)
+        decision = decide_under(versions, request)
         if isinstance(decision, Deny):
             self._refuse(base, decision.code, {})
             raise Refused(decision.reason, code=decision.code)
@@ -418,7 +430,9 @@ class Broker:
                 identity_of=lambda mk, s: uow.linkage.tokens_of_subjects(agreement.id, mk, s),
             )
             holdings = (
-                () if subject is None else self._holdings(uow, agreement, subject, agency, decision)
+                ()
+                if subject is None
+                else self._holdings(uow, agreement, subject, request, decision)
             )
             released = sorted(
                 {f"{h.dataset}.{name}" for h in holdings for r in h.records for name in r.fields}
@@ -434,6 +448,7 @@ class Broker:
                         "rule": rule,
                         "released": [{"field": name, "form": forms[name]} for name in released],
                         "providers": sorted({h.agency for h in holdings}),
+                        "warnings": _warning_codes(decision.warnings),
                     },
                 ),
             )
@@ -449,23 +464,40 @@ class Broker:
             holdings=holdings,
             audit_entry=entry.seq,
             released=tuple(released),
+            warnings=decision.warnings,
         )
 
     def _holdings(
-        self, uow: UnitOfWork, agreement: Agreement, subject: str, recipient: str, permit: Permit
+        self,
+        uow: UnitOfWork,
+        agreement: Agreement,
+        subject: str,
+        request: ReleaseRequest,
+        permit: Permit,
     ) -> tuple[Holding, ...]:
-        permitted_datasets = {f.dataset for f in permit.fields}
+        versions = self.registry.versions(agreement.id)
+        # Records stay governed by the version they were received under: that
+        # version (and any later one) can narrow what the live version permits.
+        per_version: dict[int, Permit | None] = {permit.agreement_version: permit}
         data_key = self._keys.data_key(agreement.id)
         grouped: dict[tuple[str, str], list[ReleasedRecord]] = {}
         for row in uow.records.of_subject(agreement.id, subject):
             # Partners' holdings only: a recipient already knows what it supplied itself.
-            if row.agency_id == recipient or row.dataset_id not in permitted_datasets:
+            if row.agency_id == request.agency:
+                continue
+            if row.agreement_version not in per_version:
+                governed = decide_under(versions, request, received_under=row.agreement_version)
+                per_version[row.agreement_version] = (
+                    governed if isinstance(governed, Permit) else None
+                )
+            governing = per_version[row.agreement_version]
+            if governing is None or row.dataset_id not in {f.dataset for f in governing.fields}:
                 continue
             stored = json.loads(
                 unseal(data_key, row.payload, associated_data(agreement.id, row.id))
             )
-            fields = released_fields(row.dataset_id, stored, permit.fields)
-            reference = row.source_ref if permit.reveal_record_reference else None
+            fields = released_fields(row.dataset_id, stored, governing.fields, on=request.on)
+            reference = row.source_ref if governing.reveal_record_reference else None
             grouped.setdefault((row.agency_id, row.dataset_id), []).append(
                 ReleasedRecord(reference=reference, fields=fields)
             )
@@ -516,6 +548,21 @@ class Broker:
         with self._units() as uow:
             self._audit(uow, _with(base, outcome="refused", reason_code=code, detail=detail))
             uow.commit()
+
+
+def _warning_codes(warnings: Sequence[str]) -> list[str]:
+    """The stable code before the colon of each warning, for the audit entry."""
+    return sorted({w.split(":", 1)[0] for w in warnings})
+
+
+def _released_identifiers(agreement: Agreement, dataset_id: str) -> set[str]:
+    """Identifiers of this dataset that some release of the agreement lets out in coarse form."""
+    return {
+        grant.field
+        for release in agreement.releases
+        for grant in release.fields
+        if grant.dataset == dataset_id and grant.field in RELEASABLE_IDENTIFIERS
+    }
 
 
 def _with(event: AuditEvent, **changes: Any) -> AuditEvent:

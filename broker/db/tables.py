@@ -56,6 +56,8 @@ class StoredRecord(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=40)
     agreement_id: str = Field(max_length=64)
+    # The agreement version the record was received under: it keeps governing the record.
+    agreement_version: int = 1
     dataset_id: str = Field(max_length=64)
     agency_id: str = Field(max_length=64)
     source_ref: str = Field(max_length=128)
@@ -124,3 +126,42 @@ class KeyCheck(SQLModel, table=True):
     id: int = Field(primary_key=True)
     check_value: str = Field(max_length=32)
     created_at: str = Field(max_length=40)
+
+
+class AgreementDocument(SQLModel, table=True):
+    """One version of an agreement as the broker enforces it, with its lifecycle state."""
+
+    __tablename__ = "agreement_document"
+
+    agreement_id: str = Field(primary_key=True, max_length=64)
+    version: int = Field(primary_key=True)
+    status: str = Field(max_length=16)
+    status_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    document: str = Field(sa_column=Column(Text, nullable=False))
+    digest: str = Field(max_length=64)
+    source: str = Field(max_length=16)
+    created_at: str = Field(max_length=40)
+    created_by: str = Field(max_length=64)
+    updated_at: str = Field(max_length=40)
+
+
+class AgreementGeneration(SQLModel, table=True):
+    """A counter bumped on every agreement change, so each worker knows to reload."""
+
+    __tablename__ = "agreement_generation"
+
+    id: int = Field(primary_key=True)
+    generation: int
+
+
+class ApproverKey(SQLModel, table=True):
+    """An Ed25519 public key a party's DPO approves agreement versions with."""
+
+    __tablename__ = "approver_key"
+    __table_args__ = (UniqueConstraint("agency_id", "public_key", name="uq_approver_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    agency_id: str = Field(max_length=64, index=True)
+    public_key: str = Field(max_length=60)
+    added_at: str = Field(max_length=40)
+    revoked_at: str | None = Field(default=None, max_length=40)

@@ -8,7 +8,14 @@ from typing import Self
 from sqlalchemy import Connection, Engine, RootTransaction
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from broker.db.repositories import SqlAudit, SqlCredentials, SqlLinkage, SqlMeta, SqlRecords
+from broker.db.repositories import (
+    SqlAgreements,
+    SqlAudit,
+    SqlCredentials,
+    SqlLinkage,
+    SqlMeta,
+    SqlRecords,
+)
 from broker.errors import Conflict, StorageError
 
 
@@ -20,6 +27,7 @@ class SqlUnitOfWork:
     records: SqlRecords
     audit: SqlAudit
     meta: SqlMeta
+    agreements: SqlAgreements
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -39,6 +47,7 @@ class SqlUnitOfWork:
         self.records = SqlRecords(self._connection)
         self.audit = SqlAudit(self._connection)
         self.meta = SqlMeta(self._connection)
+        self.agreements = SqlAgreements(self._connection)
         return self
 
     def commit(self) -> None:

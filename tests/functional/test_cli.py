@@ -34,9 +34,10 @@ def test_validate_reports_each_problem_with_its_line(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1
     assert "did you mean 'injury_type'?" in lines[0]
-    assert f"{broken}:" in lines[0]
+    # The edit also breaks every party's approval, and each says so on its own line.
+    assert sum("approve it again" in line for line in lines[1:]) == 4
+    assert all(line.startswith(f"{broken}:") for line in lines)
     assert "valid (sv-early-identification" in result.stdout  # the good file still reported
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
+from agreements.demo_approvals import approve_for_demo
 from broker.bootstrap import Runtime, build_runtime
 from broker.clock import FixedClock
 from broker.config import Settings
@@ -284,6 +285,8 @@ def test_tokens_under_two_agreements_cannot_be_joined(
     example = (EXAMPLES / f"{AGREEMENT}.yaml").read_text()
     (folder / "a.yaml").write_text(example)
     (folder / "b.yaml").write_text(example.replace(f"id: {AGREEMENT}", "id: sv-second", 1))
+    # A changed agreement carries its old approvals, which no longer match: approve it again.
+    approve_for_demo(folder / "b.yaml")
     built = build_runtime(settings.model_copy(update={"agreements_dir": folder}), clock=clock)
     try:
         for agreement in (AGREEMENT, "sv-second"):

@@ -221,7 +221,7 @@ BROKEN: dict[str, tuple[Mutation, str, str]] = {
     ),
     "month form on a non-date": (
         _set(("releases", 0, "fields", 0, "form"), "month"),
-        "form 'month' needs a date field",
+        "form 'month' needs a field of type date",
         "month",
     ),
     "second release for the same recipient and purpose": (
@@ -239,7 +239,7 @@ BROKEN: dict[str, tuple[Mutation, str, str]] = {
     ),
     "flag form on a code": (
         _set(("releases", 1, "fields", 0, "form"), "flag"),
-        "form 'flag' needs a count",
+        "form 'flag' needs a field of type integer",
         "flag",
     ),
 }

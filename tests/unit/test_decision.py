@@ -70,7 +70,7 @@ def test_only_an_active_agreement_shares(status: str) -> None:
     [
         (date(2025, 12, 31), "agreement_not_yet_effective"),
         (date(2000, 1, 1), "agreement_not_yet_effective"),
-        (date(2027, 10, 1), "agreement_review_overdue"),
+        (date(2027, 10, 31), "agreement_review_overdue"),
         (date(2028, 3, 30), "agreement_review_overdue"),
         (date(2028, 3, 31), "agreement_expired"),
         (date(2030, 1, 1), "agreement_expired"),
@@ -258,3 +258,18 @@ def test_deny_order_status_before_party() -> None:
     assert _deny_code(AGREEMENT, _request(agency="outsider", on=date(2030, 1, 1))) == (
         "agreement_expired"
     )
+
+
+@pytest.mark.parametrize("on", [date(2027, 10, 1), date(2027, 10, 30)])
+def test_overdue_review_warns_during_grace_then_stops(on: date) -> None:
+    decision = decide(AGREEMENT, _request(on=on))
+    assert isinstance(decision, Permit)
+    assert decision.warnings
+    assert decision.warnings[0].startswith("review_overdue:")
+    assert "2027-10-30" in decision.warnings[0]
+
+
+def test_no_warning_before_review_date() -> None:
+    decision = decide(AGREEMENT, _request(on=date(2027, 9, 30)))
+    assert isinstance(decision, Permit)
+    assert decision.warnings == ()
