@@ -63,6 +63,15 @@ def public_key_text(public: Ed25519PublicKey) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
+def public_key_problem(text: str) -> str | None:
+    """Why ``text`` is not a base64 Ed25519 public key, or None when it is one."""
+    try:
+        Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
+    except (ValueError, binascii.Error):
+        return "not an Ed25519 public key in base64 (44 characters, as keygen prints it)"
+    return None
+
+
 def load_private_key(pem: bytes) -> Ed25519PrivateKey:
     """Read an approver's private key; AgreementError if it is not an Ed25519 PEM key."""
     try:

@@ -13,6 +13,7 @@ Action = Literal[
     "key_operation",
     "credential_issued",
     "credential_revoked",
+    "agreement_change",
 ]
 Outcome = Literal["permitted", "refused"]
 

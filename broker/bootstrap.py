@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from agreements.registry import AgreementRegistry
+from agreements.registry import load_directory
 from broker.clock import Clock, SystemClock
 from broker.config import Settings, default_agreements_dir
 from broker.db.engine import create_database_engine
@@ -67,7 +67,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
             "demonstration only; set it to your partnership's signed agreements"
         )
     _check_key_file_private(settings.key_file)
-    registry = AgreementRegistry.from_directory(settings.agreements_dir)
+    files = load_directory(settings.agreements_dir)
     engine = create_database_engine(settings.database_url)
     try:
         prepare_database(engine)
@@ -82,7 +82,6 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
                     )
         keys = open_or_create_key_file(settings.key_file, at=clock.now())
         broker = Broker(
-            registry=registry,
             keys=keys,
             units=units,
             clock=clock,
@@ -92,6 +91,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
             ),
         )
         broker.check_keys()
+        broker.agreements.install_files(files)
     except BaseException:
         engine.dispose()
         raise

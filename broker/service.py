@@ -46,6 +46,7 @@ from broker.ids import new_id
 from broker.ingest import validate_batch
 from broker.interfaces import RecordRow, TokenRow, UnitOfWork, UnitOfWorkFactory
 from broker.keys import KeyRing
+from broker.lifecycle import AgreementBook
 from broker.linkage import assign_subjects, find_subject, record_tokens
 from broker.normalise import (
     normalise_date,
@@ -127,17 +128,21 @@ class Broker:
     def __init__(
         self,
         *,
-        registry: AgreementRegistry,
         keys: KeyRing,
         units: UnitOfWorkFactory,
         clock: Clock,
         limits: Limits | None = None,
     ) -> None:
-        self.registry = registry
         self._keys = keys
         self._units = units
         self._clock = clock
         self.limits = limits or Limits()
+        self.agreements = AgreementBook(units=units, audit=self._audit, now=self._now)
+
+    @property
+    def registry(self) -> AgreementRegistry:
+        """The agreement versions held now (a suspension shows at the next call)."""
+        return self.agreements.snapshot()
 
     # -- start-up ---------------------------------------------------------
 
@@ -225,8 +230,9 @@ class Broker:
     ) -> IngestResult:
         """Validate, tokenise, link and store a batch, all or nothing, with its audit entries."""
         today = self._today()
-        versions = self.registry.versions(agreement_id)
-        agreement = self.registry.get(agreement_id, today)
+        registry = self.registry
+        versions = registry.versions(agreement_id)
+        agreement = registry.get(agreement_id, today)
         dataset = agreement.dataset(dataset_id)
         if dataset is None:
             raise NotFound(f"dataset '{dataset_id}' is not in agreement '{agreement_id}'")
@@ -389,8 +395,9 @@ class Broker:
     ) -> LookupResult:
         """Find the subject these identifiers belong to and release what the agreement permits."""
         today = self._today()
-        versions = self.registry.versions(agreement_id)
-        agreement = self.registry.get(agreement_id, today)
+        registry = self.registry
+        versions = registry.versions(agreement_id)
+        agreement = registry.get(agreement_id, today)
         base = AuditEvent(
             actor=agency,
             action="lookup",
@@ -430,9 +437,7 @@ class Broker:
                 identity_of=lambda mk, s: uow.linkage.tokens_of_subjects(agreement.id, mk, s),
             )
             holdings = (
-                ()
-                if subject is None
-                else self._holdings(uow, agreement, subject, request, decision)
+                () if subject is None else self._holdings(uow, versions, subject, request, decision)
             )
             released = sorted(
                 {f"{h.dataset}.{name}" for h in holdings for r in h.records for name in r.fields}
@@ -470,12 +475,12 @@ class Broker:
     def _holdings(
         self,
         uow: UnitOfWork,
-        agreement: Agreement,
+        versions: Sequence[Agreement],
         subject: str,
         request: ReleaseRequest,
         permit: Permit,
     ) -> tuple[Holding, ...]:
-        versions = self.registry.versions(agreement.id)
+        agreement = versions[0]
         # Records stay governed by the version they were received under: that
         # version (and any later one) can narrow what the live version permits.
         per_version: dict[int, Permit | None] = {permit.agreement_version: permit}
