@@ -56,8 +56,15 @@ def _check_key_file_private(path: Path) -> None:
         raise KeyFileError("key file is readable by other users; restrict it with chmod 600")
 
 
-def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
-    """Open and migrate the database, load agreements and keys, and check they belong together."""
+def build_runtime(
+    settings: Settings, *, clock: Clock | None = None, install_agreements: bool = True
+) -> Runtime:
+    """Open and migrate the database, load agreements and keys, and check they belong together.
+
+    ``install_agreements=False`` skips the agreements folder, for operator
+    commands (such as registering approver keys) that must work before the
+    folder's agreements can be installed.
+    """
     clock = clock or SystemClock()
     if settings.environment == "production" and (
         settings.agreements_dir.resolve() == default_agreements_dir().resolve()
@@ -67,7 +74,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
             "demonstration only; set it to your partnership's signed agreements"
         )
     _check_key_file_private(settings.key_file)
-    files = load_directory(settings.agreements_dir)
+    files = load_directory(settings.agreements_dir) if install_agreements else []
     engine = create_database_engine(settings.database_url)
     try:
         prepare_database(engine)
@@ -91,7 +98,10 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
             ),
         )
         broker.check_keys()
-        broker.agreements.install_files(files)
+        if install_agreements:
+            broker.agreements.install_files(
+                files, require_registered_keys=settings.environment == "production"
+            )
     except BaseException:
         engine.dispose()
         raise

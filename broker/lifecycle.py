@@ -16,7 +16,8 @@ for that agency's DPO):
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 
@@ -29,6 +30,7 @@ from agreements.approval import (
 from agreements.decision import current_version, review_warnings
 from agreements.loader import parse_agreement
 from agreements.models import Agreement
+from agreements.policytests import run_policy_tests
 from agreements.registry import AgreementRegistry
 from agreements.terms import Approval
 from audit.events import AuditEvent, LoggedEntry
@@ -103,24 +105,32 @@ class AgreementBook:
 
     # -- installing ----------------------------------------------------------
 
-    def install_files(self, agreements: Iterable[Agreement]) -> None:
+    def install_files(
+        self, agreements: Iterable[Agreement], *, require_registered_keys: bool = False
+    ) -> None:
         """Store agreement versions from the agreements folder at start-up.
 
         A new version is stored with the status its file gives. A stored
         version must not have changed: a changed file needs a new version
         number. New valid approvals in a file are added to the stored version.
+        Approvals must use a party's registered keys where it has any, and
+        everywhere when ``require_registered_keys`` (production) is set.
         """
         with self._units() as uow:
             trusted = uow.agreements.approver_keys()
             for agreement in agreements:
-                self._install_one(uow, agreement, trusted)
+                self._install_one(uow, agreement, trusted, require_registered_keys)
             uow.commit()
 
     def _install_one(
-        self, uow: UnitOfWork, agreement: Agreement, trusted: dict[str, set[str]]
+        self,
+        uow: UnitOfWork,
+        agreement: Agreement,
+        trusted: dict[str, set[str]],
+        require_registered_keys: bool,
     ) -> None:
         digest = content_digest(agreement)
-        _check_registered_keys(agreement, trusted)
+        _check_registered_keys(agreement, trusted, everywhere=require_registered_keys)
         stored = uow.agreements.get(agreement.id, agreement.version)
         if stored is None:
             if agreement.status == "active":
@@ -149,6 +159,10 @@ class AgreementBook:
     def upload_draft(self, text: str, *, actor: str, today: date) -> Agreement:
         """Validate and store a new draft version; nothing is stored if it is invalid."""
         agreement = parse_agreement(text, source="upload", today=today)
+        with self._refusals_audited(actor, agreement.id, agreement.version, "draft_upload"):
+            return self._store_draft(agreement, actor)
+
+    def _store_draft(self, agreement: Agreement, actor: str) -> Agreement:
         if agreement.party(actor) is None:
             raise Refused(
                 f"agency '{actor}' is not a party to agreement '{agreement.id}'",
@@ -172,6 +186,10 @@ class AgreementBook:
 
     def approve(self, agreement_id: str, version: int, approval: Approval, *, actor: str) -> str:
         """Add one party's approval to a draft; returns the version's status afterwards."""
+        with self._refusals_audited(actor, agreement_id, version, "approve"):
+            return self._approve(agreement_id, version, approval, actor)
+
+    def _approve(self, agreement_id: str, version: int, approval: Approval, actor: str) -> str:
         if approval.party != actor:
             raise Refused(
                 f"agency '{actor}' may approve only for itself, not for '{approval.party}'",
@@ -201,6 +219,10 @@ class AgreementBook:
 
     def activate(self, agreement_id: str, version: int, *, actor: str) -> Agreement:
         """Put an approved version into force from its effective date."""
+        with self._refusals_audited(actor, agreement_id, version, "activate"):
+            return self._activate(agreement_id, version, actor)
+
+    def _activate(self, agreement_id: str, version: int, actor: str) -> Agreement:
         with self._units() as uow:
             row = self._stored(uow, agreement_id, version)
             agreement = _agreement_of(row)
@@ -212,6 +234,14 @@ class AgreementBook:
                     code="not_approved",
                 )
             _require_all_approved(agreement)
+            failed = [r.test.name for r in run_policy_tests(agreement) if not r.passed]
+            # The DPOs' own tests are their intent: a version that fails them never goes live.
+            if failed:
+                raise Conflict(
+                    f"version {version} fails {len(failed)} of its own policy tests "
+                    f"(first: '{failed[0]}'); fix the agreement and upload a new draft",
+                    code="policy_tests_failed",
+                )
             uow.agreements.set_status(agreement_id, version, "active", None, self._now())
             self._record(uow, actor, agreement, "activated")
             uow.commit()
@@ -266,7 +296,7 @@ class AgreementBook:
         verb: str,
         lead_only: bool,
     ) -> int:
-        with self._units() as uow:
+        with self._refusals_audited(actor, agreement_id, None, verb), self._units() as uow:
             rows = [r for r in uow.agreements.all() if r.agreement_id == agreement_id]
             if not rows:
                 raise NotFound(f"agreement '{agreement_id}' is not held by the broker")
@@ -331,6 +361,30 @@ class AgreementBook:
             uow.commit()
 
     # -- helpers -------------------------------------------------------------------
+
+    @contextmanager
+    def _refusals_audited(
+        self, actor: str, agreement_id: str, version: int | None, operation: str
+    ) -> Iterator[None]:
+        """A refused lifecycle change is itself audited, in a transaction of its own."""
+        try:
+            yield
+        except (Refused, Conflict) as refused:
+            with self._units() as uow:
+                self._audit(
+                    uow,
+                    AuditEvent(
+                        actor=actor,
+                        action="agreement_change",
+                        outcome="refused",
+                        reason_code=refused.code,
+                        agreement_id=agreement_id,
+                        agreement_version=version,
+                        detail={"operation": operation},
+                    ),
+                )
+                uow.commit()
+            raise
 
     def _stored(self, uow: UnitOfWork, agreement_id: str, version: int) -> AgreementRow:
         row = uow.agreements.get(agreement_id, version)
@@ -421,10 +475,12 @@ def _require_all_approved(agreement: Agreement) -> None:
         )
 
 
-def _check_registered_keys(agreement: Agreement, trusted: dict[str, set[str]]) -> None:
-    """Where a party has registered approver keys, its approvals must use one of them."""
+def _check_registered_keys(
+    agreement: Agreement, trusted: dict[str, set[str]], *, everywhere: bool
+) -> None:
+    """Where a party has registered approver keys (or ``everywhere``), approvals must use them."""
     for approval in agreement.approvals:
-        if approval.party in trusted:
+        if everywhere or approval.party in trusted:
             verdict = check_approval(agreement, approval, trusted)
             if verdict.problem is not None:
                 raise AgreementError(verdict.problem, code="approval_invalid")

@@ -546,6 +546,10 @@ class Broker:
     def _today(self) -> date:
         return self._clock.now().date()
 
+    def today(self) -> date:
+        """Today by the broker's clock, the date every decision is made on."""
+        return self._today()
+
     def _audit(self, uow: UnitOfWork, event: AuditEvent) -> LoggedEntry:
         return audit_log.append(uow.audit, event, at=self._now())
 

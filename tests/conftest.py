@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,11 +78,18 @@ def clock() -> FixedClock:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    """Settings for a broker on the test database with its own key file."""
+    """Settings for a broker on the test database with its own key file.
+
+    Only the main example agreement is installed, so that adding examples does
+    not change what integration tests count.
+    """
+    folder = tmp_path / "agreements"
+    folder.mkdir()
+    shutil.copy(EXAMPLES / "sv-early-identification.yaml", folder)
     return load_settings(
         database_url=database_url,
         key_file=tmp_path / "keys" / "broker.key",
-        agreements_dir=EXAMPLES,
+        agreements_dir=folder,
     )
 
 

@@ -51,7 +51,10 @@ class GuardMiddleware:
         request_id = offered if _REQUEST_ID.match(offered) else secrets.token_hex(8)
         scope.setdefault("state", {})["request_id"] = request_id
 
-        if scope["method"] in _BODY_METHODS:
+        # A bodiless command (activate, resume) declares no body and needs no content type.
+        bodiless = headers.get("content-length", "0") == "0" and "content-type" not in headers
+        bodiless = bodiless and "transfer-encoding" not in headers
+        if scope["method"] in _BODY_METHODS and not bodiless:
             media = headers.get("content-type", "").split(";")[0].strip().lower()
             if media != "application/json":
                 await _send_error(

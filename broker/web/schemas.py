@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,6 +34,7 @@ class BatchOut(BaseModel):
     linked_by_rule: dict[str, int]
     data_quality: list[ProblemOut]
     audit_entries: list[int]
+    warnings: list[str] = Field(default_factory=list)
 
 
 IdentifierName = Literal[
@@ -79,6 +81,7 @@ class LookupOut(BaseModel):
     holdings: list[HoldingOut]
     released: list[str]
     audit_entry: int
+    warnings: list[str] = Field(default_factory=list)
 
 
 class AuditEntryOut(BaseModel):
@@ -113,6 +116,83 @@ class AgreementOut(BaseModel):
     title: str
     status: str
     roles: list[str]
+    review_by: date | None = None
+    expires_on: date | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+
+class AgreementDocumentIn(_Body):
+    """An agreement version as YAML text, exactly as a DPO would write the file."""
+
+    document: str = Field(min_length=1, max_length=1024 * 1024)
+
+
+class PolicyTestOut(BaseModel):
+    name: str
+    expect: str
+    decision: str
+    rule: str
+    passed: bool
+    explanation: str
+
+
+class ValidationOut(BaseModel):
+    valid: bool
+    id: str
+    version: int
+    digest: str
+    policy_tests: list[PolicyTestOut]
+
+
+class ApprovalIn(_Body):
+    """One party's Ed25519 signature over the version's canonical form."""
+
+    approver: str = Field(min_length=1, max_length=200)
+    role: str = Field(min_length=1, max_length=200)
+    approved_on: date
+    public_key: str = Field(min_length=40, max_length=60)
+    signature: str = Field(min_length=80, max_length=100)
+
+
+class ApprovalOut(BaseModel):
+    party: str
+    approver: str
+    role: str
+    approved_on: date
+
+
+class VersionOut(BaseModel):
+    id: str
+    version: int
+    title: str
+    status: str
+    effective_status: str
+    status_reason: str | None
+    effective_from: date
+    review_by: date | None
+    expires_on: date
+    digest: str
+    source: str
+    created_at: str
+    created_by: str
+    updated_at: str
+    approvals: list[ApprovalOut]
+    awaiting_approval: list[str]
+    warnings: list[str]
+
+
+class VersionDocumentOut(VersionOut):
+    document: dict[str, Any]
+
+
+class ReasonIn(_Body):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class LifecycleOut(BaseModel):
+    id: str
+    changed_versions: int
+    status: str
 
 
 class HealthOut(BaseModel):

@@ -241,6 +241,9 @@ def test_agreements_list_shows_the_callers_roles(
             "title": listed[0]["title"],
             "status": "active",
             "roles": ["provider"],
+            "review_by": "2027-09-30",
+            "expires_on": "2028-03-31",
+            "warnings": [],
         }
     ]
 

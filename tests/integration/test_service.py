@@ -13,6 +13,7 @@ from broker.clock import FixedClock
 from broker.config import Settings
 from broker.db.repositories import AUDIT, RECORD, SUBJECT, TOKEN
 from broker.errors import (
+    AgreementError,
     AuditIntegrityError,
     AuthenticationFailed,
     BatchRejected,
@@ -287,7 +288,7 @@ def test_a_failed_audit_append_rolls_back_the_action(
 def test_tokens_under_two_agreements_cannot_be_joined(
     settings: Settings, clock: FixedClock, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "agreements"
+    folder = tmp_path / "two"
     folder.mkdir()
     example = (EXAMPLES / f"{AGREEMENT}.yaml").read_text()
     (folder / "a.yaml").write_text(example)
@@ -338,5 +339,17 @@ def test_a_record_stored_concurrently_is_a_conflict_not_a_server_error(
 def test_production_refuses_the_shipped_example_agreements(
     settings: Settings, clock: FixedClock
 ) -> None:
+    production = settings.model_copy(
+        update={"environment": "production", "agreements_dir": EXAMPLES}
+    )
     with pytest.raises(ConfigError, match="example agreements"):
-        build_runtime(settings.model_copy(update={"environment": "production"}), clock=clock)
+        build_runtime(production, clock=clock)
+
+
+def test_production_refuses_approvals_by_unregistered_keys(
+    settings: Settings, clock: FixedClock
+) -> None:
+    # A copy of the examples elsewhere still carries only throwaway demonstration keys.
+    production = settings.model_copy(update={"environment": "production"})
+    with pytest.raises(AgreementError, match="not registered"):
+        build_runtime(production, clock=clock)

@@ -42,4 +42,5 @@ def post_batch(
         linked_by_rule=dict(result.linked_by_rule),
         data_quality=[ProblemOut(**p.as_dict()) for p in result.quality],
         audit_entries=list(result.audit_entries),
+        warnings=list(result.warnings),
     )

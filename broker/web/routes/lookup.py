@@ -7,7 +7,6 @@ from fastapi import APIRouter
 from broker.errors import Location, ValidationError
 from broker.web.deps import AgencyDep, BrokerDep, RequestIdDep
 from broker.web.schemas import (
-    AgreementOut,
     AgreementRef,
     ErrorOut,
     HoldingOut,
@@ -76,23 +75,5 @@ def post_lookup(
         ],
         released=list(result.released),
         audit_entry=result.audit_entry,
+        warnings=list(result.warnings),
     )
-
-
-@router.get("/agreements", response_model=list[AgreementOut])
-def list_agreements(agency: AgencyDep, broker: BrokerDep) -> list[AgreementOut]:
-    """The agreements the calling agency is a party to, with its roles in each."""
-    out = []
-    for agreement in broker.registry:
-        party = agreement.party(agency)
-        if party is not None:
-            out.append(
-                AgreementOut(
-                    id=agreement.id,
-                    version=agreement.version,
-                    title=agreement.title,
-                    status=agreement.status,
-                    roles=list(party.roles),
-                )
-            )
-    return out
