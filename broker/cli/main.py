@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from broker.errors import AccordError, AgreementError
+from broker.cli.agreements import agreements_app
+from broker.errors import AccordError
 
 app = typer.Typer(
     help="Accord: a privacy-preserving data-sharing broker for safeguarding partnerships.",
@@ -17,7 +18,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-agreements_app = typer.Typer(help="Work with agreement files.", no_args_is_help=True)
 audit_app = typer.Typer(help="Read and verify the audit log.", no_args_is_help=True)
 agencies_app = typer.Typer(help="Agency credentials.", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
@@ -80,29 +80,6 @@ def synth(
     paths = write_town(generate_town(seed=seed, people=people, profile=profile), out_dir)
     for path in paths:
         out.print(str(path))
-
-
-@agreements_app.command("validate")
-def agreements_validate(
-    files: Annotated[list[Path], typer.Argument(help="Agreement YAML files")],
-) -> None:
-    """Check agreement files; prints every problem with file, line and column."""
-    from agreements.loader import load_agreement
-
-    failed = 0
-    for path in files:
-        try:
-            agreement = load_agreement(path)
-        except AgreementError as exc:
-            failed += 1
-            for problem in exc.problems or ():
-                err.print(f"{problem.location.describe()}: {problem.message}", markup=False)
-            if not exc.problems:
-                err.print(exc.one_line(), markup=False)
-            continue
-        out.print(f"{path}: valid ({agreement.id} version {agreement.version})", markup=False)
-    if failed:
-        raise typer.Exit(1)
 
 
 @audit_app.command("verify")
