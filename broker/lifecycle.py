@@ -130,9 +130,11 @@ class AgreementBook:
         require_registered_keys: bool,
     ) -> None:
         digest = content_digest(agreement)
-        _check_registered_keys(agreement, trusted, everywhere=require_registered_keys)
         stored = uow.agreements.get(agreement.id, agreement.version)
         if stored is None:
+            _check_registered_keys(
+                agreement, agreement.approvals, trusted, everywhere=require_registered_keys
+            )
             if agreement.status == "active":
                 _require_all_approved(agreement)
             uow.agreements.add(self._row(agreement, digest, source="file", actor="operator"))
@@ -146,6 +148,9 @@ class AgreementBook:
             )
         held = _agreement_of(stored)
         added = [a for a in agreement.approvals if a not in held.approvals]
+        # Only new approvals are judged against today's keys: a version already held was
+        # accepted under the keys registered when it was installed.
+        _check_registered_keys(agreement, added, trusted, everywhere=require_registered_keys)
         if added:
             merged = held
             for approval in added:
@@ -476,10 +481,14 @@ def _require_all_approved(agreement: Agreement) -> None:
 
 
 def _check_registered_keys(
-    agreement: Agreement, trusted: dict[str, set[str]], *, everywhere: bool
+    agreement: Agreement,
+    approvals: Iterable[Approval],
+    trusted: dict[str, set[str]],
+    *,
+    everywhere: bool,
 ) -> None:
     """Where a party has registered approver keys (or ``everywhere``), approvals must use them."""
-    for approval in agreement.approvals:
+    for approval in approvals:
         if everywhere or approval.party in trusted:
             verdict = check_approval(agreement, approval, trusted)
             if verdict.problem is not None:
