@@ -9,13 +9,16 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from datetime import date
+from typing import get_args
 
 from agreements.approval import check_approvals
 from agreements.models import (
     IDENTIFIER_FORMS,
+    RELEASABLE_IDENTIFIERS,
     Agreement,
     Dataset,
     FieldSpec,
+    IdentifierName,
     Purpose,
     ReleasedField,
 )
@@ -24,8 +27,12 @@ PathPart = str | int
 Found = Iterable[tuple[tuple[PathPart, ...], str]]
 
 
-def _suggest(name: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
+def suggest(value: object, choices: Iterable[str]) -> str:
+    """A "did you mean" hint naming the closest of ``choices``, or nothing when none is close."""
+    # Only short text is echoed back: a value can be anything, even an alias bomb.
+    if not isinstance(value, str) or len(value) > 100:
+        return ""
+    close = difflib.get_close_matches(value, list(choices), n=1)
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
@@ -53,33 +60,43 @@ def reference_problems(
         ("datasets", [d.id for d in agreement.datasets]),
     ):
         for index in _duplicates(ids):
-            yield (section, index, "id"), f"id '{ids[index]}' is used twice"
+            yield (
+                (section, index, "id"),
+                f"id '{ids[index]}' is used twice; give each of the {section} its own id",
+            )
     party_ids = {p.id: p for p in agreement.parties}
     for p_index, purpose in enumerate(agreement.purposes):
         for party_id in purpose.lawful_basis:
             if party_id not in party_ids:
                 yield (
                     ("purposes", p_index, "lawful_basis", party_id),
-                    f"lawful basis names unknown party '{party_id}'{_suggest(party_id, party_ids)}",
+                    f"lawful basis names unknown party '{party_id}'{suggest(party_id, party_ids)}",
                 )
     for d_index, dataset in enumerate(agreement.datasets):
         provider = party_ids.get(dataset.provider)
         if provider is None:
-            hint = _suggest(dataset.provider, party_ids)
+            hint = suggest(dataset.provider, party_ids)
             yield (
                 ("datasets", d_index, "provider"),
                 f"provider '{dataset.provider}' is not a party{hint}",
             )
         elif "provider" not in provider.roles:
-            yield ("datasets", d_index, "provider"), f"party '{provider.id}' is not a provider"
+            yield (
+                ("datasets", d_index, "provider"),
+                f"party '{provider.id}' is not a provider; add 'provider' to its roles",
+            )
         names = [f.name for f in dataset.fields]
         for index in _duplicates(names):
-            yield ("datasets", d_index, "fields", index, "name"), f"field '{names[index]}' twice"
+            yield (
+                ("datasets", d_index, "fields", index, "name"),
+                f"dataset '{dataset.id}' declares field '{names[index]}' twice; "
+                "remove or rename one",
+            )
         for f_index, spec in enumerate(dataset.fields):
             if spec.type == "code" and not spec.values:
                 yield (
                     ("datasets", d_index, "fields", f_index, "values"),
-                    f"code field '{spec.name}' must list its values",
+                    f"code field '{spec.name}' must list its values, such as [yes, no]",
                 )
     yield from _release_problems(agreement)
     yield from _party_reference_problems(agreement)
@@ -117,14 +134,20 @@ def _party_reference_problems(
         if contact.party not in party_ids:
             yield (
                 ("contacts", index, "party"),
-                f"contact names unknown party '{contact.party}'"
-                f"{_suggest(contact.party, party_ids)}",
+                f"contact names unknown party '{contact.party}'{suggest(contact.party, party_ids)}",
             )
     approvers = [a.party for a in agreement.approvals]
     for index in _duplicates(approvers):
         yield ("approvals", index, "party"), f"'{approvers[index]}' approves this version twice"
     for index, verdict in enumerate(check_approvals(agreement)):
-        if verdict.problem is not None:
+        if verdict.party not in party_ids:
+            # Said here rather than by the signature check, to point at the name and suggest.
+            yield (
+                ("approvals", index, "party"),
+                f"approval names unknown party '{verdict.party}'"
+                f"{suggest(verdict.party, party_ids)}; only a party approves",
+            )
+        elif verdict.problem is not None:
             yield ("approvals", index), verdict.problem
 
 
@@ -144,19 +167,25 @@ def _release_problems(agreement: Agreement) -> Iterable[tuple[tuple[PathPart, ..
         granted.add((release.purpose, release.recipient))
         purpose = purpose_ids.get(release.purpose)
         if purpose is None:
-            hint = _suggest(release.purpose, purpose_ids)
+            hint = suggest(release.purpose, purpose_ids)
             yield (*here, "purpose"), f"purpose '{release.purpose}' is not declared{hint}"
-        elif release.recipient not in purpose.lawful_basis:
-            yield (
-                (*here, "recipient"),
-                f"recipient '{release.recipient}' has no lawful basis for '{purpose.id}'",
-            )
         recipient = party_ids.get(release.recipient)
         if recipient is None:
-            hint = _suggest(release.recipient, party_ids)
+            hint = suggest(release.recipient, party_ids)
             yield (*here, "recipient"), f"recipient '{release.recipient}' is not a party{hint}"
         elif "recipient" not in recipient.roles:
-            yield (*here, "recipient"), f"party '{recipient.id}' does not have the recipient role"
+            yield (
+                (*here, "recipient"),
+                f"party '{recipient.id}' does not have the recipient role; add 'recipient' "
+                "to its roles, or release to a party that has it",
+            )
+        # An unknown recipient is reported once above, not again as lacking a basis.
+        if purpose and recipient and recipient.id not in purpose.lawful_basis:
+            yield (
+                (*here, "recipient"),
+                f"recipient '{recipient.id}' has no lawful basis for '{purpose.id}'; "
+                "add one under the purpose's lawful_basis, or remove the release",
+            )
         for f_index, released in enumerate(release.fields):
             yield from _released_field_problems(
                 agreement, purpose, released, (*here, "fields", f_index)
@@ -171,17 +200,27 @@ def _released_field_problems(
 ) -> Iterable[tuple[tuple[PathPart, ...], str]]:
     dataset = agreement.dataset(released.dataset)
     if dataset is None:
-        hint = _suggest(released.dataset, [d.id for d in agreement.datasets])
+        hint = suggest(released.dataset, [d.id for d in agreement.datasets])
         yield (*where, "dataset"), f"dataset '{released.dataset}' is not declared{hint}"
         return
-    if purpose is not None and dataset.provider not in purpose.lawful_basis:
+    known_provider = agreement.party(dataset.provider) is not None
+    if purpose is not None and known_provider and dataset.provider not in purpose.lawful_basis:
         yield (
             (*where, "dataset"),
-            f"provider '{dataset.provider}' has no lawful basis for '{purpose.id}'",
+            f"provider '{dataset.provider}' has no lawful basis for '{purpose.id}'; "
+            "add one under the purpose's lawful_basis",
         )
     spec = dataset.releasable(released.field)
+    if spec is None and released.field in _LINK_ONLY:
+        yield (
+            (*where, "field"),
+            f"'{released.field}' is an identifier the broker uses only to link records; "
+            "it never leaves the broker, so remove it from the release",
+        )
+        return
     if spec is None:
-        hint = _suggest(released.field, [f.name for f in dataset.fields])
+        releasable = [i for i in dataset.identifiers if i in RELEASABLE_IDENTIFIERS]
+        hint = suggest(released.field, [*(f.name for f in dataset.fields), *releasable])
         yield (
             (*where, "field"),
             f"field '{released.field}' is not declared in dataset '{dataset.id}'{hint}",
@@ -189,8 +228,11 @@ def _released_field_problems(
         return
     if purpose is not None:
         yield from _condition_problems(purpose, dataset, spec, where)
-    yield from _form_problems(spec, released.form, (*where, "form"))
+    yield from _form_problems(spec, released.form, where)
 
+
+# Identifiers that only link records: no form of them is coarse enough to release.
+_LINK_ONLY = frozenset(get_args(IdentifierName)) - set(IDENTIFIER_FORMS)
 
 # Which field types each coarser form can be computed from.
 _FORM_TYPES: dict[str, tuple[str, ...]] = {
@@ -204,15 +246,17 @@ _FORM_TYPES: dict[str, tuple[str, ...]] = {
 
 
 def _form_problems(
-    spec: FieldSpec, form: str, where: tuple[PathPart, ...]
+    spec: FieldSpec, form: str, released: tuple[PathPart, ...]
 ) -> Iterable[tuple[tuple[PathPart, ...], str]]:
+    where = (*released, "form")
     if spec.classification == "identifier":
         allowed = IDENTIFIER_FORMS.get(spec.name, ())
         if form not in allowed:
+            # "as_supplied" is the default and seldom written: point at the field then.
             yield (
-                where,
+                (*released, "field") if form == "as_supplied" else where,
                 f"identifier '{spec.name}' may leave the broker only as "
-                f"{' or '.join(allowed)}, never as '{form}'",
+                f"{' or '.join(allowed)}, never as '{form}'; set its form to one of these",
             )
         return
     types = _FORM_TYPES.get(form)
@@ -234,7 +278,8 @@ def _condition_problems(
         yield (
             (*where, "field"),
             f"'{spec.name}' is special category data but purpose '{purpose.id}' gives "
-            f"'{dataset.provider}' no Article 9 and DPA 2018 Schedule 1 condition",
+            f"'{dataset.provider}' no Article 9 and DPA 2018 Schedule 1 condition; add "
+            f"article_9 and dpa_schedule_1 to its lawful basis, or remove the field",
         )
     if spec.classification == "criminal_offence" and not (
         basis.article_10 and basis.dpa_schedule_1
@@ -242,5 +287,6 @@ def _condition_problems(
         yield (
             (*where, "field"),
             f"'{spec.name}' is criminal offence data but purpose '{purpose.id}' gives "
-            f"'{dataset.provider}' no Article 10 and DPA 2018 Schedule 1 condition",
+            f"'{dataset.provider}' no Article 10 and DPA 2018 Schedule 1 condition; add "
+            f"article_10 and dpa_schedule_1 to its lawful basis, or remove the field",
         )
