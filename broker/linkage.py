@@ -39,10 +39,20 @@ MATCH_KEYS: tuple[MatchKey, ...] = (
 IDENTITY_KEYS = tuple(k.name for k in MATCH_KEYS if k.identity)
 
 
-def record_tokens(linkage_key: bytes, identifiers: Mapping[str, str]) -> dict[str, str]:
-    """Tokens for every match key whose identifiers the record has (already normalised)."""
+def record_tokens(
+    linkage_key: bytes,
+    identifiers: Mapping[str, str],
+    match_keys: Iterable[str] | None = None,
+) -> dict[str, str]:
+    """Tokens for every match key whose identifiers the record has (already normalised).
+
+    ``match_keys`` names the keys an agreement's linkage section allows; None means all.
+    """
+    allowed = None if match_keys is None else set(match_keys)
     tokens: dict[str, str] = {}
     for key in MATCH_KEYS:
+        if allowed is not None and key.name not in allowed:
+            continue
         values = [identifiers.get(name) for name in key.identifiers]
         if all(values):
             tokens[key.name] = token(linkage_key, key.name, [v for v in values if v])

@@ -293,7 +293,9 @@ class Broker:
             known_ref=existing.__contains__,
         )
         linkage_key = self._keys.linkage_key(agreement.id)
-        batch_tokens = [record_tokens(linkage_key, r.identifiers) for r in valid]
+        batch_tokens = [
+            record_tokens(linkage_key, r.identifiers, agreement.linkage.match_keys) for r in valid
+        ]
         assignments = assign_subjects(
             batch_tokens,
             subjects_for=lambda mk, toks: uow.linkage.subjects_for_tokens(agreement.id, mk, toks),
@@ -420,7 +422,9 @@ class Broker:
             raise Refused(decision.reason, code=decision.code)
         try:
             normalised = _lookup_identifiers(identifiers)
-            tokens = record_tokens(self._keys.linkage_key(agreement.id), normalised)
+            tokens = record_tokens(
+                self._keys.linkage_key(agreement.id), normalised, agreement.linkage.match_keys
+            )
             if not tokens:
                 raise ValidationError(
                     "too few identifiers to match safely: give an NHS number, a UPN, or given "

@@ -353,3 +353,26 @@ def test_production_refuses_approvals_by_unregistered_keys(
     production = settings.model_copy(update={"environment": "production"})
     with pytest.raises(AgreementError, match="not registered"):
         build_runtime(production, clock=clock)
+
+
+def test_only_the_match_keys_the_agreement_names_link_records(
+    settings: Settings, clock: FixedClock, tmp_path: Path
+) -> None:
+    folder = tmp_path / "nhs-only"
+    folder.mkdir()
+    text = (EXAMPLES / f"{AGREEMENT}.yaml").read_text()
+    target = "  match_keys: [nhs, name_dob_postcode]\n"
+    assert target in text
+    (folder / "a.yaml").write_text(text.replace(target, "  match_keys: [nhs]\n"))
+    approve_for_demo(folder / "a.yaml")
+    built = build_runtime(settings.model_copy(update={"agreements_dir": folder}), clock=clock)
+    try:
+        _ingest_pair(built)
+        with built.engine.connect() as connection:
+            keys = {row[0] for row in connection.execute(select(TOKEN.c.match_key))}
+            subjects = connection.execute(select(func.count()).select_from(SUBJECT)).scalar()
+        # Name, date of birth and postcode would have linked ED-1 to SCH-1; here they may not.
+        assert keys <= {"nhs"}
+        assert subjects == 3
+    finally:
+        built.engine.dispose()
