@@ -42,16 +42,27 @@ class _AgreementLoader(yaml.SafeLoader):
     """
 
 
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+# YAML 1.1 reads on/off/yes/no/y/n as booleans, so a policy test's `on:` key or a
+# code list such as [yes, no] would silently change meaning; as in YAML 1.2, only
+# true and false are booleans here.
+_BOOL_12 = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _AgreementLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP_TAG]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_TIMESTAMP_TAG, _BOOL_TAG)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+for _first in "tTfF":
+    _AgreementLoader.yaml_implicit_resolvers.setdefault(_first, []).insert(0, (_BOOL_TAG, _BOOL_12))
 
 
-def load_agreement(path: Path, *, today: date | None = None) -> Agreement:
+def load_agreement(
+    path: Path, *, today: date | None = None, verify_approvals: bool = True
+) -> Agreement:
     """Read and validate one agreement file; raises AgreementError listing every problem.
 
     ``today`` (default: the system date) decides whether the expiry date is in the past.
+    ``verify_approvals=False`` lets a DPO test, check or compare an edited draft whose
+    old approvals no longer match; nothing that enforces an agreement may use it.
     """
     here = Location(file=str(path))
     try:
@@ -66,11 +77,15 @@ def load_agreement(path: Path, *, today: date | None = None) -> Agreement:
         raise _refused(
             "agreement file is not readable UTF-8 text; save it as UTF-8", here
         ) from None
-    return parse_agreement(text, source=str(path), today=today)
+    return parse_agreement(text, source=str(path), today=today, verify_approvals=verify_approvals)
 
 
 def parse_agreement(
-    text: str, *, source: str = "<agreement>", today: date | None = None
+    text: str,
+    *,
+    source: str = "<agreement>",
+    today: date | None = None,
+    verify_approvals: bool = True,
 ) -> Agreement:
     """Validate agreement YAML held in memory; ``source`` names it in problems."""
     if len(text.encode("utf-8")) > MAX_AGREEMENT_BYTES:
@@ -112,7 +127,9 @@ def parse_agreement(
         raise _rejected(problems, source) from None
     problems += [
         Problem("agreement_invalid", f"{_dotted(where)}: {message}", _locate(node, where, source))
-        for where, message in reference_problems(agreement, today or date.today())
+        for where, message in reference_problems(
+            agreement, today or date.today(), verify_approvals=verify_approvals
+        )
     ]
     if problems:
         raise _rejected(problems, source)

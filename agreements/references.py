@@ -50,9 +50,9 @@ _CLOSED = ("expired", "terminated", "superseded")
 
 
 def reference_problems(
-    agreement: Agreement, today: date
+    agreement: Agreement, today: date, *, verify_approvals: bool = True
 ) -> Iterable[tuple[tuple[PathPart, ...], str]]:
-    """Every cross-reference problem, as (path, message)."""
+    """Every cross-reference problem, as (path, message); signatures only when asked."""
     yield from _identity_problems(agreement, today)
     for section, ids in (
         ("parties", [p.id for p in agreement.parties]),
@@ -99,7 +99,7 @@ def reference_problems(
                     f"code field '{spec.name}' must list its values, such as [yes, no]",
                 )
     yield from _release_problems(agreement)
-    yield from _party_reference_problems(agreement)
+    yield from _party_reference_problems(agreement, verify_approvals=verify_approvals)
 
 
 def _identity_problems(
@@ -126,7 +126,7 @@ def _identity_problems(
 
 
 def _party_reference_problems(
-    agreement: Agreement,
+    agreement: Agreement, *, verify_approvals: bool
 ) -> Iterable[tuple[tuple[PathPart, ...], str]]:
     """Contacts and approvals must name parties; each party approves a version once."""
     party_ids = [p.id for p in agreement.parties]
@@ -147,7 +147,7 @@ def _party_reference_problems(
                 f"approval names unknown party '{verdict.party}'"
                 f"{suggest(verdict.party, party_ids)}; only a party approves",
             )
-        elif verdict.problem is not None:
+        elif verdict.problem is not None and verify_approvals:
             yield ("approvals", index), verdict.problem
 
 

@@ -19,6 +19,7 @@ from rich.table import Table
 from broker.errors import AgreementError, ValidationError
 
 if TYPE_CHECKING:
+    from agreements.models import Agreement
     from broker.bootstrap import Runtime
 
 agreements_app = typer.Typer(
@@ -28,10 +29,29 @@ approver_app = typer.Typer(help="Keys that DPOs approve agreements with.", no_ar
 agreements_app.add_typer(approver_app, name="approver-key")
 
 # Piped output (files, CI logs) must not be cut at 80 columns, so tables get room there.
-out = Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# emoji=False: rich would otherwise print "file.yaml:100:1" as "file.yaml💯1".
+out = Console(
+    soft_wrap=True, highlight=False, emoji=False, width=None if sys.stdout.isatty() else 200
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 FileArg = Annotated[Path, typer.Argument(help="Agreement YAML file", exists=False)]
+
+
+def _load_for_review(path: Path, today: date | None = None) -> Agreement:
+    """Load a draft to test, check or compare, even if its old approvals no longer match."""
+    from agreements.approval import check_approvals
+    from agreements.loader import load_agreement
+
+    agreement = load_agreement(path, today=today, verify_approvals=False)
+    stale = sum(v.problem is not None for v in check_approvals(agreement))
+    if stale:
+        err.print(
+            f"note: {path}: {stale} approval(s) do not match this version and are ignored "
+            "here; each party must approve the version again",
+            markup=False,
+        )
+    return agreement
 
 
 def _print_problems(exc: AgreementError) -> None:
@@ -68,10 +88,9 @@ def check(
 ) -> None:
     """The ICO data sharing code checklist: exit 1 if any error, warnings alone exit 0."""
     from agreements.checklist import check_agreement, summarise
-    from agreements.loader import load_agreement
 
     today = _date(on)
-    agreement = load_agreement(file, today=today)
+    agreement = _load_for_review(file, today)
     findings = check_agreement(agreement, today=today)
     for finding in findings:
         where = _dotted(finding.path)
@@ -89,10 +108,9 @@ def check(
 def test(file: FileArg) -> None:
     """Run the agreement's policy tests; prints each with its decision and the deciding rule."""
     from agreements.decision import Deny
-    from agreements.loader import load_agreement
     from agreements.policytests import run_policy_tests
 
-    agreement = load_agreement(file)
+    agreement = _load_for_review(file)
     results = run_policy_tests(agreement)
     if not results:
         err.print(f"{file}: the agreement has no policy tests; add some under policy_tests")
@@ -121,9 +139,8 @@ def diff(
 ) -> None:
     """What changed between two versions, in a DPO's words, each marked widening or narrowing."""
     from agreements.diff import describe_versions, diff_agreements
-    from agreements.loader import load_agreement
 
-    before, after = load_agreement(old), load_agreement(new)
+    before, after = _load_for_review(old), _load_for_review(new)
     changes = diff_agreements(before, after)
     out.print(describe_versions(before, after), markup=False)
     if not changes:

@@ -26,8 +26,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(agencies_app, name="agencies")
 app.add_typer(db_app, name="db")
 
-out = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(soft_wrap=True, highlight=False, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 @app.command()

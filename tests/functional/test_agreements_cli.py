@@ -33,6 +33,45 @@ def test_every_example_tests_and_checks_clean(tmp_path: Path) -> None:
         assert " 0 error(s)" in checked.stdout
 
 
+def _edited(tmp_path: Path) -> Path:
+    """Version 2 of the example without the triage release of the ED injury type."""
+    new = tmp_path / "v2.yaml"
+    text = EXAMPLE.read_text().replace("version: 1\n", "version: 2\n", 1)
+    target = "      - {dataset: ed-attendances, field: injury_type}\n"
+    assert target in text
+    new.write_text(text.replace(target, "", 1))
+    return new
+
+
+def test_diff_speaks_of_fields_and_recipients_and_notes_stale_approvals(tmp_path: Path) -> None:
+    new = _edited(tmp_path)
+    result = run_broker(
+        "agreements", "diff", str(EXAMPLE), str(new), env=_env(tmp_path), cwd=tmp_path
+    )
+    _no_traceback(result.stderr)
+    assert result.returncode == 0, result.stderr
+    assert "version 1 -> version 2" in result.stdout
+    narrowing = [line for line in result.stdout.splitlines() if "[narrowing]" in line]
+    assert len(narrowing) == 1
+    assert "ed-attendances.injury_type" in narrowing[0]
+    assert "no longer released" in narrowing[0]
+    assert "[widening]" not in result.stdout
+    assert "do not match this version" in result.stderr
+    # Validation, which enforcement relies on, still refuses the stale approvals.
+    refused = run_broker("agreements", "validate", str(new), env=_env(tmp_path), cwd=tmp_path)
+    assert refused.returncode == 1
+
+
+def test_a_failing_policy_test_fails_the_test_command(tmp_path: Path) -> None:
+    new = _edited(tmp_path)
+    result = run_broker("agreements", "test", str(new), env=_env(tmp_path), cwd=tmp_path)
+    _no_traceback(result.stderr)
+    assert result.returncode == 1
+    failing = [line for line in result.stdout.splitlines() if "FAIL" in line]
+    assert failing
+    assert any("injury" in line.lower() for line in failing)
+
+
 def test_schema_is_json_and_keygen_never_overwrites(tmp_path: Path) -> None:
     env = _env(tmp_path)
     printed = run_broker("agreements", "schema", env=env, cwd=tmp_path)

@@ -426,3 +426,26 @@ def test_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(AgreementError, match="UTF-8"):
         load_agreement(path)
+
+
+def test_yaml_1_1_booleans_stay_words() -> None:
+    # `on:` (a policy test's date) and code values such as yes/no must not turn into booleans.
+    text = EXAMPLE_TEXT.replace(
+        "values: [ambulance, police, self, other]", "values: [ambulance, police, self, other, no]"
+    )
+    assert text != EXAMPLE_TEXT
+    agreement = parse_agreement(text, verify_approvals=False)
+    dataset = agreement.dataset("ed-attendances")
+    assert dataset is not None
+    spec = dataset.field("arrival_mode")
+    assert spec is not None
+    assert spec.values is not None
+    assert spec.values[-1] == "no"
+
+
+def test_an_edited_draft_loads_for_review_but_not_for_enforcement() -> None:
+    text = EXAMPLE_TEXT.replace("version: 1\n", "version: 2\n", 1)
+    with pytest.raises(AgreementError, match="approve it again"):
+        parse_agreement(text)
+    draft = parse_agreement(text, verify_approvals=False)
+    assert draft.version == 2

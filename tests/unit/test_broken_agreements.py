@@ -193,11 +193,6 @@ def test_cli_accepts_the_base_and_rejects_a_broken_file_in_one_run(tmp_path: Pat
     assert re.search(r"^late\.yaml:\d+:\d+: review_by: dates must be in order", done.stderr, re.M)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="broker/cli/agreements.py prints through rich with emoji on, so ':100:' "
-    "becomes an emoji; its Console objects need emoji=False",
-)
 def test_cli_prints_line_100_as_a_number(tmp_path: Path) -> None:
     shutil.copy(BROKEN / "alias-bomb.yaml", tmp_path / "bomb.yaml")
     done = subprocess.run(
