@@ -40,10 +40,24 @@ class AuditEvent:
 
 @dataclass(frozen=True)
 class LoggedEntry:
-    """An audit event as stored: with its position, time and chain hashes."""
+    """An audit event as stored: its position (1-based), time and Merkle leaf hash (hex)."""
 
     seq: int
     at: str
     event: AuditEvent
-    prev_hash: str
-    entry_hash: str
+    leaf_hash: str
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    """A signed checkpoint as kept by the broker, with any witnesses' cosignature lines."""
+
+    size: int
+    root_hash: str
+    note: str
+    created_at: str
+    cosignatures: tuple[tuple[str, str], ...] = ()  # (witness name, signature line)
+
+    def cosigned_note(self) -> str:
+        """The note with every stored witness signature line appended."""
+        return self.note + "".join(line + "\n" for _, line in self.cosignatures)

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from agreements.registry import load_directory
+from audit.log import LogSigner
 from broker.clock import Clock, SystemClock
 from broker.config import Settings, default_agreements_dir
 from broker.db.engine import create_database_engine
@@ -95,6 +96,12 @@ def build_runtime(
             limits=Limits(
                 max_batch_records=settings.max_batch_records,
                 max_field_length=settings.max_field_length,
+            ),
+            signer=LogSigner(
+                origin=settings.log_origin,
+                private_key=keys.log_signing_key(),
+                every_entries=settings.checkpoint_every_entries,
+                every_seconds=settings.checkpoint_every_seconds,
             ),
         )
         broker.check_keys()

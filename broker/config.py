@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # The audit log's name in its signed checkpoints; partners' witnesses pin it.
+    log_origin: str = Field(default="accord.local/audit", pattern=r"^[A-Za-z0-9._/:-]{1,256}$")
+    checkpoint_every_entries: int = Field(default=100, ge=1, le=1_000_000)
+    checkpoint_every_seconds: float = Field(default=60.0, ge=1.0, le=86_400.0)
 
     @field_validator("database_url")
     @classmethod

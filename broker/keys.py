@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from broker.errors import KeyFileError
@@ -58,6 +59,10 @@ class KeyRing:
     def pseudonym_key(self, agreement_id: str, recipient: str) -> bytes:
         """The key for one recipient's pseudonyms under one agreement."""
         return self._derive("pseudonym", agreement_id, recipient)
+
+    def log_signing_key(self) -> Ed25519PrivateKey:
+        """The Ed25519 key the broker signs audit checkpoints with (derived, never stored)."""
+        return Ed25519PrivateKey.from_private_bytes(self._derive("audit-log-signing"))
 
     def check_value(self) -> str:
         """A short value identifying this key, safe to store and compare."""

@@ -28,8 +28,10 @@ from agreements.decision import (
 from agreements.models import RELEASABLE_IDENTIFIERS, Agreement
 from agreements.registry import AgreementRegistry
 from audit import log as audit_log
-from audit.chain import Verified
 from audit.events import AuditEvent, LoggedEntry
+from audit.log import LogSigner
+from audit.verify import Verified
+from broker.auditing import AuditTrail
 from broker.clock import Clock
 from broker.errors import (
     AuthenticationFailed,
@@ -60,6 +62,7 @@ from broker.release import released_fields
 from broker.sealing import associated_data, seal, unseal
 
 API_KEY_PREFIX = "acc_"
+DEFAULT_LOG_ORIGIN = "accord.local/audit"
 MAX_AUDIT_PAGE = 1000
 
 
@@ -132,12 +135,17 @@ class Broker:
         units: UnitOfWorkFactory,
         clock: Clock,
         limits: Limits | None = None,
+        signer: LogSigner | None = None,
     ) -> None:
         self._keys = keys
         self._units = units
         self._clock = clock
         self.limits = limits or Limits()
         self.agreements = AgreementBook(units=units, audit=self._audit, now=self._now)
+        self._signer = signer or LogSigner(
+            origin=DEFAULT_LOG_ORIGIN, private_key=keys.log_signing_key()
+        )
+        self.audit = AuditTrail(units=units, signer=self._signer, audit=self._audit, now=self._now)
 
     @property
     def registry(self) -> AgreementRegistry:
@@ -533,12 +541,11 @@ class Broker:
             return uow.audit.page(actor=actor, after=after, limit=limit)
 
     def verify_audit(self) -> Verified:
-        """Recompute the whole audit chain; raises AuditIntegrityError at the first bad entry."""
-        with self._units() as uow:
-            return audit_log.verify(uow.audit)
+        """Recompute the whole audit log; raises AuditIntegrityError at the first bad entry."""
+        return self.audit.verify()
 
     def audit_head(self) -> tuple[int, str]:
-        """The log's size and the hash of its last entry."""
+        """The log's size and its Merkle root (hex)."""
         with self._units() as uow:
             return uow.audit.head()
 
@@ -555,7 +562,7 @@ class Broker:
         return self._today()
 
     def _audit(self, uow: UnitOfWork, event: AuditEvent) -> LoggedEntry:
-        return audit_log.append(uow.audit, event, at=self._now())
+        return audit_log.append(uow.audit, event, at=self._now(), signer=self._signer)
 
     def _refuse(self, base: AuditEvent, code: str, detail: dict[str, Any]) -> None:
         with self._units() as uow:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
 
-from audit.chain import GENESIS_HASH
-from audit.events import LoggedEntry
 from broker.linkage import Assignment, assign_subjects, find_subject
 
 
@@ -54,11 +51,3 @@ class MemoryStore:
 
     def find(self, tokens: Mapping[str, str]) -> tuple[str | None, str | None]:
         return find_subject(tokens, subjects_for=self.subjects_for, identity_of=self.identity_of)
-
-
-def audit_head(entries: list[LoggedEntry]) -> dict[str, Any]:
-    """What the log's head would record for these entries."""
-    return {
-        "head_size": len(entries),
-        "head_hash": entries[-1].entry_hash if entries else GENESIS_HASH,
-    }

@@ -84,7 +84,7 @@ def synth(
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Recompute the audit chain; exits 1 naming the first entry that does not verify."""
+    """Recompute every entry, node, checkpoint and cosignature; exits 1 at the first bad one."""
     from broker.bootstrap import build_runtime
     from broker.config import load_settings
 
@@ -93,7 +93,10 @@ def audit_verify() -> None:
         verified = runtime.broker.verify_audit()
     finally:
         runtime.engine.dispose()
-    out.print(f"audit verified: {verified.size} entries, head {verified.head_hash}")
+    out.print(
+        f"audit verified: {verified.size} entries, root {verified.root_hash}, "
+        f"{verified.checkpoints} signed checkpoint(s), {verified.cosignatures} cosignature(s)"
+    )
 
 
 @agencies_app.command("key")

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy import Connection, Table, and_, insert, or_, select, update
 
-from audit.events import AuditEvent, LoggedEntry
+from audit.events import AuditEvent, LoggedEntry, StoredCheckpoint
+from audit.tree import NodeKey
 from broker.db import tables
 from broker.interfaces import AgreementRow, RecordRow, TokenRow, chunked
 
@@ -30,6 +31,10 @@ TOKEN = _table(tables.MatchToken)
 AUDIT = _table(tables.AuditEntry)
 AUDIT_HEAD = _table(tables.AuditHead)
 KEY_CHECK = _table(tables.KeyCheck)
+NODE = _table(tables.MerkleNode)
+CHECKPOINT = _table(tables.AuditCheckpoint)
+COSIGNATURE = _table(tables.Cosignature)
+WITNESS_KEY = _table(tables.WitnessKey)
 AGREEMENT = _table(tables.AgreementDocument)
 GENERATION = _table(tables.AgreementGeneration)
 APPROVER_KEY = _table(tables.ApproverKey)
@@ -190,14 +195,35 @@ def _entry_from_row(row: Any) -> LoggedEntry:
         request_id=row.request_id,
         detail=json.loads(row.detail),
     )
-    return LoggedEntry(
-        seq=row.seq, at=row.at, event=event, prev_hash=row.prev_hash, entry_hash=row.entry_hash
-    )
+    return LoggedEntry(seq=row.seq, at=row.at, event=event, leaf_hash=row.leaf_hash)
+
+
+class SqlNodes:
+    """The log's Merkle nodes; one query per read, whatever the number of keys."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+    def get_nodes(self, keys: Collection[NodeKey]) -> Mapping[NodeKey, bytes]:
+        if not keys:
+            return {}
+        # An OR of key pairs uses the primary key on both databases; a row-value IN
+        # list makes SQLite scan the table.
+        wanted = or_(*(and_(NODE.c.level == lv, NODE.c.idx == ix) for lv, ix in keys))
+        rows = self._c.execute(select(NODE.c.level, NODE.c.idx, NODE.c.hash).where(wanted))
+        return {(int(lv), int(ix)): bytes(h) for lv, ix, h in rows}
+
+    def put_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        if nodes:
+            self._c.execute(
+                insert(NODE), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes]
+            )
 
 
 class SqlAudit:
     def __init__(self, connection: Connection) -> None:
         self._c = connection
+        self.nodes = SqlNodes(connection)
 
     def lock_head(self) -> tuple[int, str]:
         # FOR UPDATE serialises appends across PostgreSQL workers; on SQLite the
@@ -217,6 +243,7 @@ class SqlAudit:
 
     def append(self, entry: LoggedEntry) -> None:
         e = entry.event
+        subject = e.detail.get("subject")
         self._c.execute(
             insert(AUDIT).values(
                 seq=entry.seq,
@@ -230,9 +257,9 @@ class SqlAudit:
                 purpose=e.purpose,
                 dataset_id=e.dataset_id,
                 request_id=e.request_id,
+                subject_id=subject if isinstance(subject, str) else None,
                 detail=json.dumps(e.detail, sort_keys=True, separators=(",", ":")),
-                prev_hash=entry.prev_hash,
-                entry_hash=entry.entry_hash,
+                leaf_hash=entry.leaf_hash,
             )
         )
 
@@ -248,12 +275,89 @@ class SqlAudit:
         for row in result:
             yield _entry_from_row(row)
 
+    def entry(self, seq: int) -> LoggedEntry | None:
+        row = self._c.execute(select(AUDIT).where(AUDIT.c.seq == seq)).first()
+        return None if row is None else _entry_from_row(row)
+
     def page(self, *, actor: str | None, after: int, limit: int) -> list[LoggedEntry]:
         query = select(AUDIT).where(AUDIT.c.seq > after)
         if actor is not None:
             query = query.where(AUDIT.c.actor == actor)
         rows = self._c.execute(query.order_by(AUDIT.c.seq).limit(limit))
         return [_entry_from_row(row) for row in rows]
+
+    # -- checkpoints and witnesses -------------------------------------------
+
+    def add_checkpoint(self, checkpoint: StoredCheckpoint) -> None:
+        self._c.execute(
+            insert(CHECKPOINT).values(
+                size=checkpoint.size,
+                root_hash=checkpoint.root_hash,
+                note=checkpoint.note,
+                created_at=checkpoint.created_at,
+            )
+        )
+
+    def _checkpoints(self, where: Any = None, *, latest: bool = False) -> list[StoredCheckpoint]:
+        query = select(CHECKPOINT)
+        if where is not None:
+            query = query.where(where)
+        query = query.order_by(CHECKPOINT.c.size.desc() if latest else CHECKPOINT.c.size)
+        if latest:
+            query = query.limit(1)
+        found = list(self._c.execute(query))
+        if not found:
+            return []
+        sizes = [int(r.size) for r in found]
+        lines: dict[int, list[tuple[str, str]]] = defaultdict(list)
+        for piece in range(0, len(sizes), 500):
+            for row in self._c.execute(
+                select(COSIGNATURE)
+                .where(COSIGNATURE.c.checkpoint_size.in_(sizes[piece : piece + 500]))
+                .order_by(COSIGNATURE.c.witness)
+            ):
+                lines[int(row.checkpoint_size)].append((str(row.witness), str(row.line)))
+        return [
+            StoredCheckpoint(
+                size=int(r.size),
+                root_hash=str(r.root_hash),
+                note=str(r.note),
+                created_at=str(r.created_at),
+                cosignatures=tuple(lines.get(int(r.size), ())),
+            )
+            for r in found
+        ]
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        found = self._checkpoints(latest=True)
+        return found[0] if found else None
+
+    def checkpoint(self, size: int) -> StoredCheckpoint | None:
+        found = self._checkpoints(CHECKPOINT.c.size == size)
+        return found[0] if found else None
+
+    def checkpoint_covering(self, size: int) -> StoredCheckpoint | None:
+        row = self._c.execute(
+            select(CHECKPOINT.c.size).where(CHECKPOINT.c.size >= size).order_by(CHECKPOINT.c.size)
+        ).first()
+        return None if row is None else self.checkpoint(int(row[0]))
+
+    def checkpoints(self) -> list[StoredCheckpoint]:
+        return self._checkpoints()
+
+    def add_cosignature(self, size: int, witness: str, line: str, at: str) -> None:
+        self._c.execute(
+            insert(COSIGNATURE).values(
+                checkpoint_size=size, witness=witness, line=line, created_at=at
+            )
+        )
+
+    def witness_keys(self) -> dict[str, str]:
+        rows = self._c.execute(select(WITNESS_KEY.c.name, WITNESS_KEY.c.public_key))
+        return {str(name): str(key) for name, key in rows}
+
+    def add_witness_key(self, name: str, public_key: str, at: str) -> None:
+        self._c.execute(insert(WITNESS_KEY).values(name=name, public_key=public_key, added_at=at))
 
 
 class SqlMeta:

@@ -6,7 +6,15 @@ and payloads are sealed with AES-256-GCM before they reach a row.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    Text,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 
@@ -88,7 +96,7 @@ class MatchToken(SQLModel, table=True):
 
 
 class AuditEntry(SQLModel, table=True):
-    """One audit entry; ``entry_hash`` chains it to the entry before."""
+    """One audit entry, a leaf of the log's Merkle tree (``leaf_hash``, hex)."""
 
     __tablename__ = "audit_entry"
 
@@ -103,13 +111,64 @@ class AuditEntry(SQLModel, table=True):
     purpose: str | None = Field(default=None, max_length=64)
     dataset_id: str | None = Field(default=None, max_length=64)
     request_id: str | None = Field(default=None, max_length=64)
+    # The broker's random subject id (never an identity), copied from the detail so
+    # that "everything about this young person" is an indexed search.
+    subject_id: str | None = Field(default=None, max_length=40, index=True)
     detail: str = Field(sa_column=Column(Text, nullable=False))
-    prev_hash: str = Field(max_length=64)
-    entry_hash: str = Field(max_length=64)
+    leaf_hash: str = Field(max_length=64)
+
+
+class MerkleNode(SQLModel, table=True):
+    """The hash of one perfect subtree: leaves [idx * 2**level, (idx + 1) * 2**level)."""
+
+    __tablename__ = "merkle_node"
+
+    level: int = Field(primary_key=True)
+    idx: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    hash: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class AuditCheckpoint(SQLModel, table=True):
+    """A checkpoint of the log signed by the broker (a signed note)."""
+
+    __tablename__ = "audit_checkpoint"
+
+    size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    root_hash: str = Field(max_length=64)
+    note: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: str = Field(max_length=40)
+
+
+class Cosignature(SQLModel, table=True):
+    """A witness's signature line on one checkpoint."""
+
+    __tablename__ = "cosignature"
+
+    checkpoint_size: int = Field(
+        sa_column=Column(
+            BigInteger,
+            ForeignKey("audit_checkpoint.size"),
+            primary_key=True,
+            autoincrement=False,
+        )
+    )
+    witness: str = Field(primary_key=True, max_length=256)
+    line: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: str = Field(max_length=40)
+
+
+class WitnessKey(SQLModel, table=True):
+    """A witness the broker accepts cosignatures from, by name, with its Ed25519 public key."""
+
+    __tablename__ = "witness_key"
+
+    name: str = Field(primary_key=True, max_length=256)
+    public_key: str = Field(max_length=60)
+    added_at: str = Field(max_length=40)
 
 
 class AuditHead(SQLModel, table=True):
-    """The single row holding the log's size and last hash; locked to serialise appends."""
+    """The single row holding the log's size and Merkle root; locked to serialise appends."""
 
     __tablename__ = "audit_head"
 

@@ -97,7 +97,7 @@ class AuditEntryOut(BaseModel):
     dataset_id: str | None
     request_id: str | None
     detail: dict[str, Any]
-    entry_hash: str
+    leaf_hash: str
 
 
 class AuditPageOut(BaseModel):
@@ -107,7 +107,44 @@ class AuditPageOut(BaseModel):
 
 class AuditHeadOut(BaseModel):
     size: int
-    head_hash: str
+    root_hash: str
+
+
+class LogKeyOut(BaseModel):
+    origin: str
+    public_key: str = Field(description="Ed25519 public key, base64 of the raw 32 bytes")
+
+
+class CheckpointOut(BaseModel):
+    size: int
+    root_hash: str
+    created_at: str
+    note: str = Field(description="The signed note, with every witness cosignature line")
+    witnesses: list[str]
+
+
+class InclusionProofOut(BaseModel):
+    entry: int
+    leaf_index: int
+    size: int
+    leaf_hash: str
+    path: list[str]
+    checkpoint: CheckpointOut
+
+
+class ConsistencyProofOut(BaseModel):
+    old_size: int
+    new_size: int
+    path: list[str]
+
+
+class CosignatureIn(_Body):
+    note: str = Field(min_length=1, max_length=16 * 1024)
+
+
+class CosignatureOut(BaseModel):
+    size: int
+    added: list[str]
 
 
 class AgreementOut(BaseModel):

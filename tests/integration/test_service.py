@@ -182,14 +182,14 @@ def test_every_step_is_audited_and_the_log_verifies(runtime: Runtime) -> None:
     assert verified.size == len(entries)
 
 
-@pytest.mark.parametrize("column", ["detail", "actor", "at", "entry_hash"])
+@pytest.mark.parametrize("column", ["detail", "actor", "at", "leaf_hash"])
 def test_tampering_with_a_stored_entry_is_detected(runtime: Runtime, column: str) -> None:
     _ingest_pair(runtime)
     value = {
         "detail": "{}",
         "actor": "police",
         "at": "2020-01-01T00:00:00+00:00",
-        "entry_hash": "f" * 64,
+        "leaf_hash": "f" * 64,
     }[column]
     with runtime.engine.begin() as connection:
         connection.execute(

@@ -60,9 +60,13 @@ def _release(agreement: Agreement, request: ReleaseRequest) -> Release | None:
 
 
 def _in_force(agreement: Agreement, on: date) -> bool:
+    # Past review_by an agreement still shares, with a warning, for its grace period.
+    review = agreement.review_by
+    last_day = None if review is None else review + timedelta(days=agreement.grace_days)
     return (
         agreement.status == "active"
-        and agreement.effective_from <= on <= agreement.review_by
+        and agreement.effective_from <= on
+        and (last_day is None or on <= last_day)
         and on < agreement.expires_on
     )
 

@@ -1,4 +1,4 @@
-"""A minimal audit read: an agency sees its own entries and the log's head."""
+"""The audit log over HTTP: an agency's own entries, signed checkpoints, proofs, cosignatures."""
 
 from __future__ import annotations
 
@@ -6,12 +6,24 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from audit.events import StoredCheckpoint
 from broker.web.deps import AgencyDep, BrokerDep
-from broker.web.schemas import AuditEntryOut, AuditHeadOut, AuditPageOut, ErrorOut
+from broker.web.schemas import (
+    AuditEntryOut,
+    AuditHeadOut,
+    AuditPageOut,
+    CheckpointOut,
+    ConsistencyProofOut,
+    CosignatureIn,
+    CosignatureOut,
+    ErrorOut,
+    InclusionProofOut,
+    LogKeyOut,
+)
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
-_ERRORS = {status: {"model": ErrorOut} for status in (401, 422, 503)}
+_ERRORS = {status: {"model": ErrorOut} for status in (401, 403, 404, 409, 422, 503)}
 
 
 @router.get("/entries", response_model=AuditPageOut, responses=_ERRORS)  # type: ignore[arg-type]
@@ -40,7 +52,7 @@ def audit_entries(
                 # The broker-internal subject id is the same for every recipient; showing it
                 # would let two agencies join what their separate pseudonyms keep apart.
                 detail={k: v for k, v in e.event.detail.items() if k != "subject"},
-                entry_hash=e.entry_hash,
+                leaf_hash=e.leaf_hash,
             )
             for e in entries
         ],
@@ -50,6 +62,79 @@ def audit_entries(
 
 @router.get("/head", response_model=AuditHeadOut, responses=_ERRORS)  # type: ignore[arg-type]
 def audit_head(_agency: AgencyDep, broker: BrokerDep) -> AuditHeadOut:
-    """How many entries the log holds and the hash of the last one."""
-    size, head_hash = broker.audit_head()
-    return AuditHeadOut(size=size, head_hash=head_hash)
+    """How many entries the log holds and its Merkle root (unsigned; see /checkpoint)."""
+    size, root_hash = broker.audit_head()
+    return AuditHeadOut(size=size, root_hash=root_hash)
+
+
+@router.get("/log-key", response_model=LogKeyOut)
+def log_key(broker: BrokerDep) -> LogKeyOut:
+    """The log's origin and the Ed25519 key its checkpoints are signed with (public)."""
+    return LogKeyOut(origin=broker.audit.origin, public_key=broker.audit.public_key_text())
+
+
+@router.get("/checkpoint", response_model=CheckpointOut, responses=_ERRORS)  # type: ignore[arg-type]
+def latest_checkpoint(_agency: AgencyDep, broker: BrokerDep) -> CheckpointOut:
+    """The newest signed checkpoint, with its witnesses' cosignatures."""
+    return _checkpoint_out(broker.audit.latest_checkpoint())
+
+
+@router.get("/checkpoints/{size}", response_model=CheckpointOut, responses=_ERRORS)  # type: ignore[arg-type]
+def checkpoint_at(size: int, _agency: AgencyDep, broker: BrokerDep) -> CheckpointOut:
+    """The checkpoint signed at exactly ``size`` entries."""
+    return _checkpoint_out(broker.audit.checkpoint(size))
+
+
+@router.post(
+    "/checkpoints/{size}/cosignatures",
+    response_model=CosignatureOut,
+    status_code=201,
+    responses=_ERRORS,  # type: ignore[arg-type]
+)
+def cosign(size: int, body: CosignatureIn, agency: AgencyDep, broker: BrokerDep) -> CosignatureOut:
+    """A witness returns the checkpoint with its signature added; the broker keeps and serves it."""
+    added = broker.audit.add_cosignature(size, body.note, actor=agency)
+    return CosignatureOut(size=size, added=added)
+
+
+@router.get("/proofs/inclusion", response_model=InclusionProofOut, responses=_ERRORS)  # type: ignore[arg-type]
+def inclusion(
+    agency: AgencyDep,
+    broker: BrokerDep,
+    entry: Annotated[int, Query(ge=1, description="the audit entry a response named")],
+    size: Annotated[int | None, Query(ge=1, description="a checkpoint's size")] = None,
+) -> InclusionProofOut:
+    """Proof that one of your entries is in the log, against a signed checkpoint (a receipt)."""
+    proof = broker.audit.inclusion_proof(entry, size=size, actor=agency)
+    return InclusionProofOut(
+        entry=proof.entry,
+        leaf_index=proof.entry - 1,
+        size=proof.size,
+        leaf_hash=proof.leaf_hash,
+        path=list(proof.path),
+        checkpoint=_checkpoint_out(proof.checkpoint),
+    )
+
+
+@router.get("/proofs/consistency", response_model=ConsistencyProofOut, responses=_ERRORS)  # type: ignore[arg-type]
+def consistency(
+    _agency: AgencyDep,
+    broker: BrokerDep,
+    old: Annotated[int, Query(ge=1)],
+    new: Annotated[int, Query(ge=1)],
+) -> ConsistencyProofOut:
+    """Proof that the log at ``old`` entries is a prefix of the log at ``new`` (for witnesses)."""
+    proof = broker.audit.consistency_proof(old, new)
+    return ConsistencyProofOut(
+        old_size=proof.old_size, new_size=proof.new_size, path=list(proof.path)
+    )
+
+
+def _checkpoint_out(stored: StoredCheckpoint) -> CheckpointOut:
+    return CheckpointOut(
+        size=stored.size,
+        root_hash=stored.root_hash,
+        created_at=stored.created_at,
+        note=stored.cosigned_note(),
+        witnesses=[name for name, _ in stored.cosignatures],
+    )
