@@ -105,7 +105,7 @@ def test_the_strategies_reach_permits_and_every_refusal() -> None:
     # Derandomised, so the guard cannot fail by bad luck; generation only, as
     # nothing here fails and so nothing is shrunk.
     @settings(
-        max_examples=200, database=None, deadline=None, derandomize=True, phases=[Phase.generate]
+        max_examples=800, database=None, deadline=None, derandomize=True, phases=[Phase.generate]
     )
     @given(case=agreement_with_request())
     def collect(case: tuple[Agreement, ReleaseRequest]) -> None:
