@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
+from functools import partial
 from typing import Any
 
 from agreements.decision import (
@@ -62,6 +63,7 @@ from broker.release import released_fields
 from broker.sealing import associated_data, seal, unseal
 
 API_KEY_PREFIX = "acc_"
+CREDENTIAL_ROLES = ("system", "ig_lead")
 DEFAULT_LOG_ORIGIN = "accord.local/audit"
 MAX_AUDIT_PAGE = 1000
 
@@ -182,20 +184,28 @@ class Broker:
 
     # -- credentials ------------------------------------------------------
 
-    def issue_api_key(self, agency_id: str) -> str:
-        """Create an API key for an agency that is a party to a loaded agreement."""
+    def issue_api_key(self, agency_id: str, role: str = "system") -> str:
+        """Create an API key for an agency that is a party to a loaded agreement.
+
+        ``role`` is ``system`` (the agency's systems) or ``ig_lead`` (its
+        information governance lead, who may only search and report on the audit).
+        """
+        if role not in CREDENTIAL_ROLES:
+            raise ValidationError(
+                f"role must be one of {', '.join(CREDENTIAL_ROLES)}", code="role_unknown"
+            )
         if not any(a.party(agency_id) for a in self.registry):
             raise NotFound(f"agency '{agency_id}' is not a party to any loaded agreement")
         api_key = API_KEY_PREFIX + secrets.token_urlsafe(32)
         with self._units() as uow:
-            uow.credentials.add(agency_id, api_key_digest(api_key), self._now())
+            uow.credentials.add(agency_id, api_key_digest(api_key), self._now(), role)
             self._audit(
                 uow,
                 AuditEvent(
                     actor="operator",
                     action="credential_issued",
                     outcome="permitted",
-                    detail={"agency": agency_id},
+                    detail={"agency": agency_id, "role": role},
                 ),
             )
             uow.commit()
@@ -217,12 +227,23 @@ class Broker:
             uow.commit()
         return revoked
 
-    def authenticate(self, api_key: str) -> str:
-        """The agency an API key belongs to; AuthenticationFailed otherwise."""
+    def authenticate(self, api_key: str, *, role: str = "system") -> str:
+        """The agency an API key belongs to, if the key holds ``role``.
+
+        AuthenticationFailed for an unknown or revoked key; Refused (``role_not_allowed``)
+        for a key of another role, so an IG lead's key can never ingest or look up.
+        """
         with self._units() as uow:
-            agency = uow.credentials.agency_for(api_key_digest(api_key))
-        if agency is None:
+            found = uow.credentials.agency_for(api_key_digest(api_key))
+        if found is None:
             raise AuthenticationFailed("API key not recognised; ask the broker operator for one")
+        agency, held = found
+        if held != role:
+            raise Refused(
+                f"this key is an {held.replace('_', ' ')} key; this request needs a "
+                f"{role.replace('_', ' ')} key",
+                code="role_not_allowed",
+            )
         return agency
 
     # -- ingest -----------------------------------------------------------
@@ -522,6 +543,43 @@ class Broker:
             Holding(agency=agency, dataset=dataset, records=tuple(records))
             for (agency, dataset), records in sorted(grouped.items())
         )
+
+    def subjects_for_identifiers(
+        self, identifiers: Mapping[str, str], agreement_ids: Sequence[str] | None = None
+    ) -> dict[str, str]:
+        """The broker's subject id, per agreement, for a young person's identifiers.
+
+        For audit search and subject access: the identifiers are normalised and
+        tokenised as a lookup would be, and never stored or logged. Only the
+        agreements named (default: all) are searched; one with no match is left out.
+        """
+        normalised = _lookup_identifiers(identifiers)
+        registry = self.registry
+        today = self._today()
+        found: dict[str, str] = {}
+        usable = False
+        with self._units() as uow:
+            for agreement_id in agreement_ids if agreement_ids is not None else registry.ids():
+                agreement = registry.get(agreement_id, today)
+                linkage_key = self._keys.linkage_key(agreement.id)
+                tokens = record_tokens(linkage_key, normalised, agreement.linkage.match_keys)
+                usable = usable or bool(tokens)
+                if not tokens:
+                    continue
+                subject, _ = find_subject(
+                    tokens,
+                    subjects_for=partial(uow.linkage.subjects_for_tokens, agreement.id),
+                    identity_of=partial(uow.linkage.tokens_of_subjects, agreement.id),
+                )
+                if subject is not None:
+                    found[agreement.id] = subject
+        if not usable:
+            raise ValidationError(
+                "too few identifiers to find anyone: give an NHS number, a UPN, or given name, "
+                "family name, date of birth and postcode",
+                code="identifiers_insufficient",
+            )
+        return found
 
     # -- audit --------------------------------------------------------------
 

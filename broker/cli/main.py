@@ -102,6 +102,9 @@ def audit_verify() -> None:
 @agencies_app.command("key")
 def agencies_key(
     agency: Annotated[str, typer.Argument(help="Agency id from an agreement")],
+    role: Annotated[
+        str, typer.Option(help="system (the agency's systems) or ig_lead (audit search only)")
+    ] = "system",
 ) -> None:
     """Issue a new API key for an agency; it is printed once and stored only as a digest."""
     from broker.bootstrap import build_runtime
@@ -109,7 +112,7 @@ def agencies_key(
 
     runtime = build_runtime(load_settings())
     try:
-        out.print(runtime.broker.issue_api_key(agency), markup=False)
+        out.print(runtime.broker.issue_api_key(agency, role), markup=False)
     finally:
         runtime.engine.dispose()
 

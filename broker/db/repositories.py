@@ -44,10 +44,10 @@ class SqlCredentials:
     def __init__(self, connection: Connection) -> None:
         self._c = connection
 
-    def add(self, agency_id: str, key_digest: str, created_at: str) -> None:
+    def add(self, agency_id: str, key_digest: str, created_at: str, role: str = "system") -> None:
         self._c.execute(
             insert(CREDENTIAL).values(
-                agency_id=agency_id, key_digest=key_digest, created_at=created_at
+                agency_id=agency_id, key_digest=key_digest, created_at=created_at, role=role
             )
         )
 
@@ -59,13 +59,13 @@ class SqlCredentials:
         )
         return int(result.rowcount)
 
-    def agency_for(self, key_digest: str) -> str | None:
+    def agency_for(self, key_digest: str) -> tuple[str, str] | None:
         row = self._c.execute(
-            select(CREDENTIAL.c.agency_id).where(
+            select(CREDENTIAL.c.agency_id, CREDENTIAL.c.role).where(
                 CREDENTIAL.c.key_digest == key_digest, CREDENTIAL.c.revoked_at.is_(None)
             )
         ).first()
-        return None if row is None else str(row[0])
+        return None if row is None else (str(row[0]), str(row[1]))
 
 
 class SqlLinkage:

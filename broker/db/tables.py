@@ -26,6 +26,10 @@ class AgencyCredential(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     agency_id: str = Field(max_length=64, index=True)
     key_digest: str = Field(max_length=64, unique=True)
+    # "system": an agency's system (ingest, lookup, its own audit entries, agreement
+    # changes); "ig_lead": that agency's information governance lead (audit search
+    # and reports under the agency's agreements, nothing else).
+    role: str = Field(default="system", max_length=16)
     created_at: str = Field(max_length=40)
     revoked_at: str | None = Field(default=None, max_length=40)
 

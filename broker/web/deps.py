@@ -35,6 +35,17 @@ def current_agency(
     return broker.authenticate(credentials.credentials)
 
 
+def current_ig_lead(
+    broker: Annotated[Broker, Depends(get_broker)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The agency whose IG lead is calling, from an ``ig_lead`` API key."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise AuthenticationFailed("send an IG lead API key as 'Authorization: Bearer <key>'")
+    return broker.authenticate(credentials.credentials, role="ig_lead")
+
+
 BrokerDep = Annotated[Broker, Depends(get_broker)]
 AgencyDep = Annotated[str, Depends(current_agency)]
+IgLeadDep = Annotated[str, Depends(current_ig_lead)]
 RequestIdDep = Annotated[str | None, Depends(get_request_id)]

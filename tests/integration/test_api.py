@@ -263,3 +263,20 @@ def test_agency_audit_reads_hide_the_internal_subject_id(
     assert shown[0]["action"] == "lookup"
     assert "subject" not in shown[0]["detail"]
     assert stored[0].event.detail["subject"] not in json.dumps(shown)
+
+
+def test_an_ig_lead_key_cannot_ingest_or_look_up(
+    client: TestClient, small_runtime: Runtime
+) -> None:
+    ig_lead = {"Authorization": f"Bearer {small_runtime.broker.issue_api_key('police', 'ig_lead')}"}
+    batch = client.post(BATCHES, json={"records": [school_record("SCH-1")]}, headers=ig_lead)
+    _error(batch, 403, "role_not_allowed")
+    found = client.post(
+        LOOKUPS,
+        json={"purpose": "violence-reduction", "identifiers": IDENTIFIERS},
+        headers=ig_lead,
+    )
+    _error(found, 403, "role_not_allowed")
+    issued = small_runtime.broker.audit_page(actor=None, after=0, limit=1000)
+    roles = [e.event.detail.get("role") for e in issued if e.event.action == "credential_issued"]
+    assert roles == ["ig_lead"]
