@@ -14,6 +14,7 @@ Action = Literal[
     "credential_issued",
     "credential_revoked",
     "agreement_change",
+    "audit_search",
 ]
 Outcome = Literal["permitted", "refused"]
 
