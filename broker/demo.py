@@ -66,6 +66,10 @@ def summary_table(report: ScenarioReport, audit_size: int, verified: bool) -> Ta
     table.add_row("fields released", str(report.fields_released))
     for code, count in sorted(report.denials.items()):
         table.add_row(f"denied: {code}", str(count))
+    table.add_row(
+        "agreement suspended and resumed", report.governance.get("suspended and resumed", "no")
+    )
+    table.add_row("receipt verified", "yes" if "receipt" in report.governance else "no")
     table.add_row("audit entries", str(audit_size))
     table.add_row("audit", "audit verified" if verified else "AUDIT FAILED")
     return table
@@ -98,6 +102,10 @@ def run_demo(console: Console, *, port: int, seed: int, people: int, keep_servin
             if not check.ok:
                 console.print(f"[red]FAILED[/red] {check.name}: {check.note}", markup=True)
         console.print(summary_table(report, audit_size, audit_ok))
+        if "checkpoint" in report.governance:
+            console.print("The audit log's latest signed checkpoint:", markup=False)
+            console.print(report.governance["checkpoint"], markup=False, end="")
+            console.print(f"Receipt: {report.governance['receipt']}", markup=False)
         passed = sum(c.ok for c in report.checks)
         console.print(f"{passed} of {len(report.checks)} checks held")
         ok = report.ok and audit_ok

@@ -23,6 +23,7 @@ import agreements
 from adapters.base import select_declared
 from adapters.csv import iter_batches, read_extract
 from agreements.loader import load_agreement
+from broker.scenario_governance import suspension_round_trip, verify_receipt
 
 AGREEMENT = "sv-early-identification"
 AGREEMENT_FILE = Path(agreements.__file__).parent / "examples" / f"{AGREEMENT}.yaml"
@@ -89,6 +90,7 @@ class ScenarioReport:
     denials: Counter[str] = field(default_factory=Counter)
     checks: list[Check] = field(default_factory=list)
     received: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    governance: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -173,6 +175,15 @@ def run_scenario(base_url: str, api_keys: Mapping[str, str], extracts: Path) -> 
         people = _people(extracts)
         _lookups(report, agencies, people)
         _denials(report, agencies, people, client)
+        someone = next(
+            p
+            for p in sorted(people.values(), key=lambda p: p.person_id)
+            if "social-care" in p.agencies
+        )
+        suspension_round_trip(
+            report, agencies, {k: someone.rows["social-care"][k] for k in LOOKUP_IDENTIFIERS}
+        )
+        verify_receipt(report, client, agencies["social-care"])
         for name, agency in agencies.items():
             response = client.get(
                 "/v1/audit/entries", headers=agency.headers, params={"limit": 1000}

@@ -59,7 +59,12 @@ def test_demo_scenario_over_real_http(server: Server, tmp_path: Path) -> None:
         "agency_not_provider": 1,
         "identifiers_insufficient": 1,
         "unauthenticated": 1,
+        "agreement_not_active": 1,
     }
+    # A suspension stopped sharing at once and the lead party lifted it; a lookup's
+    # receipt verified against a checkpoint signed by the broker's log key.
+    assert report.governance["suspended and resumed"] == "yes"
+    assert "(verified)" in report.governance["receipt"]
 
     verified = run_broker("audit", "verify", env=server.env, cwd=tmp_path)
     assert verified.returncode == 0, verified.stderr
