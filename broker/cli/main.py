@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from broker.cli.agreements import agreements_app
+from broker.cli.audit import register as register_audit_commands
 from broker.errors import AccordError
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ agencies_app = typer.Typer(help="Agency credentials.", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 app.add_typer(agreements_app, name="agreements")
 app.add_typer(audit_app, name="audit")
+register_audit_commands(audit_app)
 app.add_typer(agencies_app, name="agencies")
 app.add_typer(db_app, name="db")
 
