@@ -2,6 +2,7 @@
 
 ``--quick`` is the smoke-test size (well under 20 seconds); ``--records N``
 sets how many records the ingest figures load (and the lookup figure searches).
+The audit figures (5 to 8) have sizes of their own, smaller with ``--quick``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench import ingest, lookup, tokenise
+from bench import audit_log, audit_tree, ingest, lookup, tokenise
 from bench.workload import Row, school_records
 
 DEFAULT_RECORDS = 20_000
@@ -55,14 +56,21 @@ def results_table(rows: Sequence[Row], title: str) -> Table:
     return table
 
 
-def run_all(records: int, tokenise_records: int, lookups: int, progress: Console) -> list[Row]:
-    """Every figure, in figure order; all files live in one temp folder removed at the end."""
+def run_all(
+    records: int, tokenise_records: int, lookups: int, progress: Console, *, quick: bool = False
+) -> list[Row]:
+    """Every figure, in figure order; all files live in one temp folder removed at the end.
+
+    ``quick`` picks the audit figures' smoke-test sizes.
+    """
     rows: list[Row] = []
     workload = school_records(records)
     with tempfile.TemporaryDirectory(prefix="accord-bench-") as temp:
         folder = Path(temp)
         (folder / "sqlite").mkdir()
         (folder / "postgres").mkdir()
+        (folder / "audit-tree").mkdir()
+        (folder / "audit-log").mkdir()
         progress.print(f"figure 1: ingesting {records:,} records on SQLite")
         outcome = ingest.run_sqlite(folder / "sqlite", workload)
         try:
@@ -75,6 +83,12 @@ def run_all(records: int, tokenise_records: int, lookups: int, progress: Console
             rows.extend(lookup.run(outcome.store, lookups))
         finally:
             outcome.store.runtime.engine.dispose()
+        progress.print("figures 5 and 6: audit Merkle tree proofs and rebuild")
+        rows.extend(audit_tree.run(folder / "audit-tree", quick=quick))
+        progress.print(
+            "figures 7 and 8: audit appends, SQLite and PostgreSQL, and full verification"
+        )
+        rows.extend(audit_log.run(folder / "audit-log", quick=quick))
     return rows
 
 
@@ -89,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tokenise_records=10_000 if quick else 50_000,
         lookups=100 if quick else 1_000,
         progress=progress,
+        quick=quick,
     )
     elapsed = time.perf_counter() - started
     title = f"Accord benchmark{' (quick)' if quick else ''}: broker against the bare limit"
