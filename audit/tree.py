@@ -59,6 +59,14 @@ class MemoryNodeStore:
         for level, index, value in nodes:
             self.nodes[level, index] = value
 
+    def level_range(self, level: int, first: int, last: int) -> dict[int, bytes]:
+        """Held nodes of one level with index in [first, last]."""
+        return {ix: h for (lv, ix), h in self.nodes.items() if lv == level and first <= ix <= last}
+
+    def count(self) -> int:
+        """How many nodes are held."""
+        return len(self.nodes)
+
 
 def _invalid(message: str) -> ValidationError:
     return ValidationError(message, code=PROOF_REQUEST_INVALID)

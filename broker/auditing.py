@@ -10,6 +10,7 @@ import base64
 import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -87,6 +88,8 @@ class AuditTrail:
                 head_size=size,
                 head_root=root,
                 stored_root=lambda n: root_at(uow.audit.nodes, n),
+                stored_nodes=uow.audit.nodes.level_range,
+                stored_node_count=uow.audit.nodes.count,
                 checkpoints=uow.audit.checkpoints(),
                 origin=self.signer.origin,
                 log_key=self.signer.public_key,
@@ -101,10 +104,20 @@ class AuditTrail:
         return stored
 
     def latest_checkpoint(self) -> StoredCheckpoint:
-        """The newest signed checkpoint, signing one first if there is none yet."""
+        """The newest signed checkpoint; a fresh one when entries have waited T seconds for one.
+
+        Appends sign every N entries; this covers the quiet log whose last entries
+        would otherwise wait for the next append before any checkpoint covered them.
+        """
         with self._units() as uow:
             latest = uow.audit.latest_checkpoint()
-        return latest if latest is not None else self.checkpoint_now()
+            size, _ = uow.audit.head()
+        if latest is None:
+            return self.checkpoint_now()
+        waited = datetime.fromisoformat(self._now()) - datetime.fromisoformat(latest.created_at)
+        if size > latest.size and waited.total_seconds() >= self.signer.every_seconds:
+            return self.checkpoint_now()
+        return latest
 
     def checkpoint(self, size: int) -> StoredCheckpoint:
         """The checkpoint signed at exactly ``size`` entries."""
@@ -165,7 +178,7 @@ class AuditTrail:
         broker already holds are ignored. Returns the witnesses newly stored.
         """
         stored = self.checkpoint(size)
-        checkpoint, signatures = notes.parse(note)
+        checkpoint, _ = notes.parse(note)
         if checkpoint.body() != notes.parse(stored.note)[0].body():
             raise Refused(
                 f"that note is not the checkpoint the broker signed at size {size}",
@@ -175,8 +188,9 @@ class AuditTrail:
         with self._units() as uow:
             keys = _witness_keys(uow.audit.witness_keys())
             held = {w for w, _ in stored.cosignatures}
-            for line in note.splitlines()[5:]:
-                name = line.split(" ")[1] if line.count(" ") == 2 else ""
+            # Signature lines may stand in any order (parse has checked their form).
+            for line in note.partition("\n\n")[2].splitlines():
+                name = line.split(" ")[1]
                 if name == self.signer.origin or name in held or name in added:
                     continue
                 key = keys.get(name)
@@ -194,7 +208,7 @@ class AuditTrail:
                     ) from None
                 uow.audit.add_cosignature(size, name, line, self._now())
                 added.append(name)
-            if not added and len(signatures) <= 1 + len(held):
+            if not added:
                 raise Conflict("the note carries no new cosignature", code="cosignature_known")
             self._audit(
                 uow,

@@ -204,6 +204,8 @@ def verify(
         head_size=audit.head_size,
         head_root=audit.head_root,
         stored_root=lambda n: root_at(audit.nodes, n),
+        stored_nodes=audit.nodes.level_range,
+        stored_node_count=audit.nodes.count,
         checkpoints=audit.checkpoints(),
         origin=log_signer.origin,
         log_key=log_signer.public_key,

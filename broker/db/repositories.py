@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, insert, or_, select, update
+from sqlalchemy import Connection, Table, and_, func, insert, or_, select, update
 
 from audit.events import AuditEvent, LoggedEntry, StoredCheckpoint
 from audit.tree import NodeKey
@@ -218,6 +218,19 @@ class SqlNodes:
             self._c.execute(
                 insert(NODE), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes]
             )
+
+    def level_range(self, level: int, first: int, last: int) -> dict[int, bytes]:
+        """Stored nodes of one level with index in [first, last], for full verification."""
+        rows = self._c.execute(
+            select(NODE.c.idx, NODE.c.hash).where(
+                NODE.c.level == level, NODE.c.idx >= first, NODE.c.idx <= last
+            )
+        )
+        return {int(ix): bytes(h) for ix, h in rows}
+
+    def count(self) -> int:
+        """How many nodes are stored."""
+        return int(self._c.execute(select(func.count()).select_from(NODE)).scalar_one())
 
 
 class SqlAudit:
