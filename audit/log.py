@@ -45,7 +45,7 @@ def append(
     audit.nodes.put_nodes(nodes_for_append(audit.nodes, size, [bytes.fromhex(entry.leaf_hash)]))
     root = root_at(audit.nodes, entry.seq)
     audit.set_head(entry.seq, root.hex())
-    if signer is not None and _due(audit.latest_checkpoint(), entry.seq, at, signer):
+    if signer is not None and _due(audit.latest_checkpoint_mark(), entry.seq, at, signer):
         _sign(audit, signer, entry.seq, root, at)
     return entry
 
@@ -59,12 +59,13 @@ def checkpoint_now(audit: AuditRepository, signer: LogSigner, *, at: str) -> Sto
     return _sign(audit, signer, size, bytes.fromhex(root_hex), at)
 
 
-def _due(latest: StoredCheckpoint | None, size: int, at: str, signer: LogSigner) -> bool:
+def _due(latest: tuple[int, str] | None, size: int, at: str, signer: LogSigner) -> bool:
     if latest is None:
         return True
-    if size - latest.size >= signer.every_entries:
+    signed_size, signed_at = latest
+    if size - signed_size >= signer.every_entries:
         return True
-    elapsed = datetime.fromisoformat(at) - datetime.fromisoformat(latest.created_at)
+    elapsed = datetime.fromisoformat(at) - datetime.fromisoformat(signed_at)
     return elapsed.total_seconds() >= signer.every_seconds
 
 

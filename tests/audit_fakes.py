@@ -94,6 +94,10 @@ class MemoryAudit:
         lines = self.cosignature_lines.get(stored.size, {})
         return dataclasses.replace(stored, cosignatures=tuple(sorted(lines.items())))
 
+    def latest_checkpoint_mark(self) -> tuple[int, str] | None:
+        latest = self.latest_checkpoint()
+        return None if latest is None else (latest.size, latest.created_at)
+
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         if not self.stored_checkpoints:
             return None

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Table, func, insert, select, text, update
 
 from audit.events import AuditEvent, LoggedEntry, StoredCheckpoint
 from audit.tree import NodeKey
@@ -208,9 +208,18 @@ class SqlNodes:
         if not keys:
             return {}
         # An OR of key pairs uses the primary key on both databases; a row-value IN
-        # list makes SQLite scan the table.
-        wanted = or_(*(and_(NODE.c.level == lv, NODE.c.idx == ix) for lv, ix in keys))
-        rows = self._c.execute(select(NODE.c.level, NODE.c.idx, NODE.c.hash).where(wanted))
+        # list makes SQLite scan the table. Plain SQL text: this runs on every append,
+        # and building the same query as expression objects cost more than running it.
+        pairs = sorted(keys)
+        where = " OR ".join(f"(level = :l{n} AND idx = :i{n})" for n in range(len(pairs)))
+        params: dict[str, int] = {}
+        for n, (level, index) in enumerate(pairs):
+            params[f"l{n}"] = level
+            params[f"i{n}"] = index
+        rows = self._c.execute(
+            text(f"SELECT level, idx, hash FROM merkle_node WHERE {where}"),  # noqa: S608
+            params,
+        )
         return {(int(lv), int(ix)): bytes(h) for lv, ix, h in rows}
 
     def put_nodes(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
@@ -340,6 +349,15 @@ class SqlAudit:
             )
             for r in found
         ]
+
+    def latest_checkpoint_mark(self) -> tuple[int, str] | None:
+        """Size and time of the newest checkpoint: all an append needs to know."""
+        row = self._c.execute(
+            select(CHECKPOINT.c.size, CHECKPOINT.c.created_at)
+            .order_by(CHECKPOINT.c.size.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else (int(row[0]), str(row[1]))
 
     def latest_checkpoint(self) -> StoredCheckpoint | None:
         found = self._checkpoints(latest=True)
