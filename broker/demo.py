@@ -70,6 +70,10 @@ def summary_table(report: ScenarioReport, audit_size: int, verified: bool) -> Ta
         "agreement suspended and resumed", report.governance.get("suspended and resumed", "no")
     )
     table.add_row("receipt verified", "yes" if "receipt" in report.governance else "no")
+    table.add_row(
+        "releases about a child found by the IG lead",
+        report.governance.get("releases found by the IG lead", "0"),
+    )
     table.add_row("audit entries", str(audit_size))
     table.add_row("audit", "audit verified" if verified else "AUDIT FAILED")
     return table
@@ -87,11 +91,12 @@ def run_demo(console: Console, *, port: int, seed: int, people: int, keep_servin
     settings = load_settings(database_url=f"sqlite:///{DEMO_DIR / 'accord.db'}")
     runtime = build_runtime(settings)
     api_keys = {agency: runtime.broker.issue_api_key(agency) for agency in DATASETS}
+    ig_lead_key = runtime.broker.issue_api_key("social-care", "ig_lead")
     server, thread = _start_server(runtime, host, port)
     base_url = f"http://{host}:{port}"
     console.print(f"Accord API on {base_url} (OpenAPI at {base_url}/docs); running the scenario...")
     try:
-        report = run_scenario(base_url, api_keys, extracts)
+        report = run_scenario(base_url, api_keys, extracts, ig_lead_key)
         try:
             verified = runtime.broker.verify_audit()
             audit_size, audit_ok = verified.size, True
@@ -113,7 +118,7 @@ def run_demo(console: Console, *, port: int, seed: int, people: int, keep_servin
             console.print("audit verified")
         if keep_serving:
             console.print(f"Still serving on {base_url}; press Ctrl-C to stop.")
-            _print_keys(console, api_keys, extracts)
+            _print_keys(console, {**api_keys, "social-care-ig-lead": ig_lead_key}, extracts)
             while thread.is_alive():
                 thread.join(0.5)
         return ok

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from audit.events import LoggedEntry, StoredCheckpoint
+from audit.queries import AuditQuery
 from audit.tree import NodeStore
 
 
@@ -146,6 +147,14 @@ class AuditRepository(Protocol):
     def add_witness_key(self, name: str, public_key: str, at: str) -> None: ...
 
 
+class AuditQueryRepository(Protocol):
+    def search(self, query: AuditQuery) -> list[LoggedEntry]: ...
+
+    def entries_between(
+        self, since: str | None, until: str | None, actor: str | None = None
+    ) -> list[LoggedEntry]: ...
+
+
 class AgreementRepository(Protocol):
     def add(self, row: AgreementRow) -> None: ...
 
@@ -200,6 +209,9 @@ class UnitOfWork(Protocol):
 
     @property
     def agreements(self) -> AgreementRepository: ...
+
+    @property
+    def audit_queries(self) -> AuditQueryRepository: ...
 
     def __enter__(self) -> Self: ...
 

@@ -23,7 +23,11 @@ import agreements
 from adapters.base import select_declared
 from adapters.csv import iter_batches, read_extract
 from agreements.loader import load_agreement
-from broker.scenario_governance import suspension_round_trip, verify_receipt
+from broker.scenario_governance import (
+    ig_lead_finds_releases,
+    suspension_round_trip,
+    verify_receipt,
+)
 
 AGREEMENT = "sv-early-identification"
 AGREEMENT_FILE = Path(agreements.__file__).parent / "examples" / f"{AGREEMENT}.yaml"
@@ -165,8 +169,17 @@ def _code(response: httpx.Response) -> str:
         return f"http_{response.status_code}"
 
 
-def run_scenario(base_url: str, api_keys: Mapping[str, str], extracts: Path) -> ScenarioReport:
-    """Drive the whole scenario against a running broker and check every step."""
+def run_scenario(
+    base_url: str,
+    api_keys: Mapping[str, str],
+    extracts: Path,
+    ig_lead_key: str | None = None,
+) -> ScenarioReport:
+    """Drive the whole scenario against a running broker and check every step.
+
+    With ``ig_lead_key`` (social care's IG lead) the scenario also finds, by a
+    child's identifiers, every release about them.
+    """
     report = ScenarioReport()
     with httpx.Client(base_url=base_url, timeout=60) as client:
         agencies = {name: _Agency(client, name, key) for name, key in api_keys.items()}
@@ -184,6 +197,15 @@ def run_scenario(base_url: str, api_keys: Mapping[str, str], extracts: Path) -> 
             report, agencies, {k: someone.rows["social-care"][k] for k in LOOKUP_IDENTIFIERS}
         )
         verify_receipt(report, client, agencies["social-care"])
+        if ig_lead_key is not None:
+            briefed = next(iter(_briefing(people)), None)
+            if briefed is not None:
+                ig_lead_finds_releases(
+                    report,
+                    client,
+                    ig_lead_key,
+                    {k: briefed.rows["social-care"][k] for k in LOOKUP_IDENTIFIERS},
+                )
         for name, agency in agencies.items():
             response = client.get(
                 "/v1/audit/entries", headers=agency.headers, params={"limit": 1000}
@@ -265,14 +287,18 @@ def _released_ok(body: dict[str, Any], permitted: Mapping[str, set[str]]) -> boo
     return True
 
 
-def _lookups(
-    report: ScenarioReport, agencies: Mapping[str, _Agency], people: Mapping[str, _Person]
-) -> None:
+def _briefing(people: Mapping[str, _Person]) -> list[_Person]:
     # Young people known to social care and at least two partners, as at a daily briefing.
-    briefing = sorted(
+    return sorted(
         (p for p in people.values() if "social-care" in p.agencies and len(p.agencies) >= 3),
         key=lambda p: (-len(p.agencies), p.person_id),
     )[:12]
+
+
+def _lookups(
+    report: ScenarioReport, agencies: Mapping[str, _Agency], people: Mapping[str, _Person]
+) -> None:
+    briefing = _briefing(people)
     report.check("the town has young people known to three or more agencies", len(briefing) >= 3)
     for person in briefing:
         identifiers = {k: person.rows["social-care"][k] for k in LOOKUP_IDENTIFIERS}

@@ -93,3 +93,25 @@ def verify_receipt(report: ScenarioReport, client: httpx.Client, agency: _Agency
             f"audit entry {entry} is in the log of {checkpoint.size} entries (verified)"
         )
         report.governance["checkpoint"] = note
+
+
+def ig_lead_finds_releases(
+    report: ScenarioReport, client: httpx.Client, ig_lead_key: str, identifiers: Mapping[str, str]
+) -> None:
+    """Social care's IG lead asks, by the child's identifiers, who received what about them."""
+    headers = {"Authorization": f"Bearer {ig_lead_key}"}
+    found = client.post(
+        "/v1/audit/reports/subject", json={"identifiers": dict(identifiers)}, headers=headers
+    )
+    if not report.check(
+        "the IG lead's subject report answers", found.status_code == 200, _code(found)
+    ):
+        return
+    releases = found.json()["releases"]
+    recipients = {r["recipient"] for r in releases}
+    report.check(
+        "the IG lead finds every recipient that received something about the child",
+        {"social-care", "school", "police"} <= recipients,
+        f"found {sorted(recipients)}",
+    )
+    report.governance["releases found by the IG lead"] = str(len(releases))

@@ -32,6 +32,7 @@ from audit import log as audit_log
 from audit.events import AuditEvent, LoggedEntry
 from audit.log import LogSigner
 from audit.verify import Verified
+from broker.audit_search import AuditSearch
 from broker.auditing import AuditTrail
 from broker.clock import Clock
 from broker.errors import (
@@ -148,6 +149,12 @@ class Broker:
             origin=DEFAULT_LOG_ORIGIN, private_key=keys.log_signing_key()
         )
         self.audit = AuditTrail(units=units, signer=self._signer, audit=self._audit, now=self._now)
+        self.audit_search = AuditSearch(
+            units=units,
+            audit=self._audit,
+            registry=lambda: self.registry,
+            subjects_for=self.subjects_for_identifiers,
+        )
 
     @property
     def registry(self) -> AgreementRegistry:

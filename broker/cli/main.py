@@ -11,6 +11,7 @@ from rich.console import Console
 
 from broker.cli.agreements import agreements_app
 from broker.cli.audit import register as register_audit_commands
+from broker.cli.audit_reports import register as register_audit_reports
 from broker.errors import AccordError
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 app.add_typer(agreements_app, name="agreements")
 app.add_typer(audit_app, name="audit")
 register_audit_commands(audit_app)
+register_audit_reports(audit_app)
 app.add_typer(agencies_app, name="agencies")
 app.add_typer(db_app, name="db")
 

@@ -8,6 +8,7 @@ from typing import Self
 from sqlalchemy import Connection, Engine, RootTransaction
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from broker.db.audit_queries import SqlAuditQueries
 from broker.db.repositories import (
     SqlAgreements,
     SqlAudit,
@@ -28,6 +29,7 @@ class SqlUnitOfWork:
     audit: SqlAudit
     meta: SqlMeta
     agreements: SqlAgreements
+    audit_queries: SqlAuditQueries
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -48,6 +50,7 @@ class SqlUnitOfWork:
         self.audit = SqlAudit(self._connection)
         self.meta = SqlMeta(self._connection)
         self.agreements = SqlAgreements(self._connection)
+        self.audit_queries = SqlAuditQueries(self._connection)
         return self
 
     def commit(self) -> None:

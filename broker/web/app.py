@@ -11,7 +11,7 @@ import broker
 from broker.bootstrap import Runtime
 from broker.web.errors import install_error_handlers
 from broker.web.middleware import GuardMiddleware
-from broker.web.routes import agreements, audit, health, ingest, lookup
+from broker.web.routes import agreements, audit, audit_search, health, ingest, lookup
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -34,6 +34,6 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.broker = runtime.broker
     install_error_handlers(app)
     app.add_middleware(GuardMiddleware, max_body_bytes=runtime.settings.max_body_bytes)
-    for module in (health, agreements, ingest, lookup, audit):
+    for module in (health, agreements, ingest, lookup, audit, audit_search):
         app.include_router(module.router)
     return app

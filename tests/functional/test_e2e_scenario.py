@@ -29,7 +29,11 @@ def test_demo_scenario_over_real_http(server: Server, tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     keys = _keys(server, tmp_path)
 
-    report = run_scenario(server.base_url, keys, extracts)
+    ig_lead = run_broker(
+        "agencies", "key", "social-care", "--role", "ig_lead", env=server.env, cwd=tmp_path
+    )
+    assert ig_lead.returncode == 0, ig_lead.stderr
+    report = run_scenario(server.base_url, keys, extracts, ig_lead.stdout.strip())
 
     failed = [f"{c.name}: {c.note}" for c in report.checks if not c.ok]
     assert failed == []
@@ -65,6 +69,7 @@ def test_demo_scenario_over_real_http(server: Server, tmp_path: Path) -> None:
     # receipt verified against a checkpoint signed by the broker's log key.
     assert report.governance["suspended and resumed"] == "yes"
     assert "(verified)" in report.governance["receipt"]
+    assert int(report.governance["releases found by the IG lead"]) >= 3
 
     verified = run_broker("audit", "verify", env=server.env, cwd=tmp_path)
     assert verified.returncode == 0, verified.stderr
