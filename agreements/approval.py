@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import date
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
@@ -26,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from agreements.models import Agreement
 from agreements.terms import Approval
 from broker.errors import AgreementError
+from broker.signing_keys import generate_signing_key, load_signing_key, public_key_text
 
 # Domain separation: an approval signature can never be replayed as any other
 # kind of signature the broker makes (checkpoints, webhooks).
@@ -48,19 +48,7 @@ def content_digest(agreement: Agreement) -> str:
 
 def generate_approver_key() -> tuple[bytes, str]:
     """A new approver key: (private key as PEM, public key as base64)."""
-    private = Ed25519PrivateKey.generate()
-    pem = private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return pem, public_key_text(private.public_key())
-
-
-def public_key_text(public: Ed25519PublicKey) -> str:
-    """The base64 text form of a public key, as approvals and registrations carry it."""
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return base64.b64encode(raw).decode("ascii")
+    return generate_signing_key()
 
 
 def public_key_problem(text: str) -> str | None:
@@ -74,17 +62,14 @@ def public_key_problem(text: str) -> str | None:
 
 def load_private_key(pem: bytes) -> Ed25519PrivateKey:
     """Read an approver's private key; AgreementError if it is not an Ed25519 PEM key."""
-    try:
-        key = serialization.load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError):
-        raise AgreementError(
-            "approver key is not a readable PEM private key; make one with "
+    return load_signing_key(
+        pem,
+        invalid=AgreementError(
+            "approver key is not a readable Ed25519 PEM private key; make one with "
             "'broker agreements keygen'",
             code="approver_key_invalid",
-        ) from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise AgreementError("approver key must be an Ed25519 key", code="approver_key_invalid")
-    return key
+        ),
+    )
 
 
 def sign_approval(

@@ -33,13 +33,27 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from audit import checkpoint as notes
 from audit.checkpoint import Checkpoint
 from audit.merkle import verify_consistency
 from broker.errors import AccordError, AuditIntegrityError, ValidationError
+from broker.signing_keys import generate_signing_key, load_signing_key, public_key_text
+
+__all__ = [
+    "WitnessState",
+    "checkpoint_of",
+    "cosign",
+    "decide_cosign",
+    "generate_key",
+    "load_private_key",
+    "load_state",
+    "parse_public_key",
+    "public_key_text",
+    "save_state",
+    "signed_by",
+]
 
 _STATE_VERSION = 1
 
@@ -54,12 +68,6 @@ class WitnessState:
     last_root: str  # hex of the 32-byte root hash
 
 
-def public_key_text(key: Ed25519PublicKey) -> str:
-    """The base64 text of a raw Ed25519 public key, as the broker publishes and registers it."""
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return base64.b64encode(raw).decode("ascii")
-
-
 def parse_public_key(text: str) -> Ed25519PublicKey:
     """An Ed25519 public key from base64 of its 32 raw bytes; ValidationError otherwise."""
     try:
@@ -72,28 +80,19 @@ def parse_public_key(text: str) -> Ed25519PublicKey:
 
 def generate_key() -> tuple[bytes, str]:
     """A new witness key: (private key as unencrypted PKCS#8 PEM, public key as base64)."""
-    private = Ed25519PrivateKey.generate()
-    pem = private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return pem, public_key_text(private.public_key())
+    return generate_signing_key()
 
 
 def load_private_key(pem: bytes) -> Ed25519PrivateKey:
     """A witness's private key from PEM; ValidationError if it is not an Ed25519 key."""
-    try:
-        key = serialization.load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError):
-        raise ValidationError(
-            "the witness key is not a readable PEM private key; make one with "
+    return load_signing_key(
+        pem,
+        invalid=ValidationError(
+            "the witness key is not a readable Ed25519 PEM private key; make one with "
             "'broker audit witness-keygen'",
             code="witness_key_invalid",
-        ) from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValidationError("the witness key must be an Ed25519 key", code="witness_key_invalid")
-    return key
+        ),
+    )
 
 
 # -- state ----------------------------------------------------------------------

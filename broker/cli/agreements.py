@@ -6,7 +6,6 @@ database. Lifecycle commands act on the broker's register as the operator.
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -169,20 +168,10 @@ def keygen(
 ) -> None:
     """Make a DPO's Ed25519 approval key (private file 0600); prints the public key to register."""
     from agreements.approval import generate_approver_key
+    from broker.signing_keys import write_private_key
 
     pem, public = generate_approver_key()
-    try:
-        # O_EXCL: never overwrite a key that may already have approved agreements.
-        fd = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise ValidationError(
-            f"{out_file} already exists; choose another file (a key is never overwritten)",
-            code="key_exists",
-        ) from None
-    except OSError:
-        raise ValidationError(f"{out_file} could not be created", code="key_unwritable") from None
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
+    write_private_key(out_file, pem)
     out.print(f"private key written to {out_file}; keep it safe and never share it", markup=False)
     out.print(f"public key (give this to the broker operator to register): {public}", markup=False)
 

@@ -8,7 +8,6 @@ operator's, on the broker's own database. Every failure is one line and exit 1.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -220,20 +219,10 @@ def witness_keygen(
 ) -> None:
     """Make a witness's Ed25519 key (private PEM file, 0600); prints the public key."""
     from audit.witness import generate_key
+    from broker.signing_keys import write_private_key
 
     pem, public = generate_key()
-    try:
-        # O_EXCL: never overwrite a key whose cosignatures the broker may already hold.
-        fd = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise ValidationError(
-            f"{out_file} already exists; choose another file (a key is never overwritten)",
-            code="key_exists",
-        ) from None
-    except OSError:
-        raise ValidationError(f"{out_file} could not be created", code="key_unwritable") from None
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(pem)
+    write_private_key(out_file, pem)
     out.print(f"private key written to {out_file}; keep it safe and never share it", markup=False)
     out.print(f"public key (give this to the broker operator to register): {public}", markup=False)
 

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from audit.events import LoggedEntry
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -98,6 +100,35 @@ class AuditEntryOut(BaseModel):
     request_id: str | None
     detail: dict[str, Any]
     leaf_hash: str
+
+
+def audit_entry_out(entry: LoggedEntry, *, show_subject: bool) -> AuditEntryOut:
+    """An entry as a caller sees it; ``show_subject`` only for the IG lead's view.
+
+    The broker-internal subject id is the same for every recipient; showing it to
+    agencies would let two of them join what their separate pseudonyms keep apart.
+    """
+    event = entry.event
+    detail = (
+        dict(event.detail)
+        if show_subject
+        else {k: v for k, v in event.detail.items() if k != "subject"}
+    )
+    return AuditEntryOut(
+        seq=entry.seq,
+        at=entry.at,
+        actor=event.actor,
+        action=event.action,
+        outcome=event.outcome,
+        reason_code=event.reason_code,
+        agreement_id=event.agreement_id,
+        agreement_version=event.agreement_version,
+        purpose=event.purpose,
+        dataset_id=event.dataset_id,
+        request_id=event.request_id,
+        detail=detail,
+        leaf_hash=entry.leaf_hash,
+    )
 
 
 class AuditPageOut(BaseModel):

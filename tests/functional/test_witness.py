@@ -303,7 +303,7 @@ def test_witness_failures_are_one_line(server: Server, tmp_path: Path) -> None:
     assert "could not be read" in witness(server.base_url, api=tmp_path / "missing.key")
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("garbage")
-    assert "not a readable PEM private key" in witness(server.base_url, key=garbage)
+    assert "not a readable Ed25519 PEM private key" in witness(server.base_url, key=garbage)
     assert "answered 401" in witness(server.base_url)
     assert "could not reach the broker" in witness(f"http://127.0.0.1:{free_port()}")
     assert not (tmp_path / "s.json").exists()

@@ -205,5 +205,5 @@ def test_a_corrupt_state_is_refused(tmp_path: Path, content: str) -> None:
 def test_generated_keys_load_and_other_files_do_not() -> None:
     pem, public = generate_key()
     assert public_key_text(load_private_key(pem).public_key()) == public
-    with pytest.raises(ValidationError, match="not a readable PEM private key"):
+    with pytest.raises(ValidationError, match="not a readable Ed25519 PEM private key"):
         load_private_key(b"-----BEGIN NOTHING-----\n")

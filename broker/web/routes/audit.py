@@ -9,7 +9,6 @@ from fastapi import APIRouter, Query
 from audit.events import StoredCheckpoint
 from broker.web.deps import AgencyDep, BrokerDep
 from broker.web.schemas import (
-    AuditEntryOut,
     AuditHeadOut,
     AuditPageOut,
     CheckpointOut,
@@ -19,6 +18,7 @@ from broker.web.schemas import (
     ErrorOut,
     InclusionProofOut,
     LogKeyOut,
+    audit_entry_out,
 )
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -36,26 +36,7 @@ def audit_entries(
     """The caller's own audit entries, oldest first, a page at a time."""
     entries = broker.audit_page(actor=agency, after=after, limit=limit)
     return AuditPageOut(
-        entries=[
-            AuditEntryOut(
-                seq=e.seq,
-                at=e.at,
-                actor=e.event.actor,
-                action=e.event.action,
-                outcome=e.event.outcome,
-                reason_code=e.event.reason_code,
-                agreement_id=e.event.agreement_id,
-                agreement_version=e.event.agreement_version,
-                purpose=e.event.purpose,
-                dataset_id=e.event.dataset_id,
-                request_id=e.event.request_id,
-                # The broker-internal subject id is the same for every recipient; showing it
-                # would let two agencies join what their separate pseudonyms keep apart.
-                detail={k: v for k, v in e.event.detail.items() if k != "subject"},
-                leaf_hash=e.leaf_hash,
-            )
-            for e in entries
-        ],
+        entries=[audit_entry_out(e, show_subject=False) for e in entries],
         next_after=entries[-1].seq if len(entries) == limit else None,
     )
 

@@ -18,7 +18,7 @@ from audit.events import LoggedEntry
 from audit.export import to_csv, to_fhir_bundle
 from audit.queries import AuditQuery
 from broker.web.deps import BrokerDep, IgLeadDep, RequestIdDep
-from broker.web.schemas import AuditEntryOut, ErrorOut, IdentifierName
+from broker.web.schemas import AuditEntryOut, ErrorOut, IdentifierName, audit_entry_out
 
 router = APIRouter(prefix="/v1/audit", tags=["audit search"])
 
@@ -258,18 +258,4 @@ def volume_report(
 
 def entry_out(e: LoggedEntry) -> AuditEntryOut:
     """An entry as the IG lead sees it: detail in full, subject id included."""
-    return AuditEntryOut(
-        seq=e.seq,
-        at=e.at,
-        actor=e.event.actor,
-        action=e.event.action,
-        outcome=e.event.outcome,
-        reason_code=e.event.reason_code,
-        agreement_id=e.event.agreement_id,
-        agreement_version=e.event.agreement_version,
-        purpose=e.event.purpose,
-        dataset_id=e.event.dataset_id,
-        request_id=e.event.request_id,
-        detail=dict(e.event.detail),
-        leaf_hash=e.leaf_hash,
-    )
+    return audit_entry_out(e, show_subject=True)
