@@ -12,7 +12,8 @@ from sqlalchemy import Connection, or_, select
 
 from audit.events import LoggedEntry
 from audit.queries import AuditQuery
-from broker.db.repositories import AUDIT, _entry_from_row
+from broker.db.audit_repository import entry_from_row
+from broker.db.handles import AUDIT
 
 
 class SqlAuditQueries:
@@ -52,7 +53,7 @@ class SqlAuditQueries:
         if scope:
             statement = statement.where(or_(*scope))
         rows = self._c.execute(statement.order_by(AUDIT.c.seq).limit(query.limit))
-        return [_entry_from_row(row) for row in rows]
+        return [entry_from_row(row) for row in rows]
 
     def entries_between(
         self, since: str | None, until: str | None, actor: str | None = None
@@ -62,7 +63,7 @@ class SqlAuditQueries:
         if actor is not None:
             statement = statement.where(AUDIT.c.actor == actor)
         result = self._c.execution_options(yield_per=2000).execute(statement.order_by(AUDIT.c.seq))
-        return [_entry_from_row(row) for row in result]
+        return [entry_from_row(row) for row in result]
 
 
 def _period(since: str | None, until: str | None) -> list[Any]:
