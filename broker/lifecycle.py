@@ -15,7 +15,6 @@ for that agency's DPO):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from datetime import date
 from agreements.approval import (
     check_approval,
     content_digest,
-    public_key_problem,
     with_approval,
 )
 from agreements.decision import current_version, review_warnings
@@ -34,11 +32,19 @@ from agreements.policytests import run_policy_tests
 from agreements.registry import AgreementRegistry
 from agreements.terms import Approval
 from audit.events import AuditEvent, LoggedEntry
-from broker.errors import AgreementError, Conflict, NotFound, Refused, ValidationError
+from broker.errors import AgreementError, Conflict, NotFound, Refused
 from broker.interfaces import AgreementRow, UnitOfWork, UnitOfWorkFactory
+from broker.lifecycle_rules import (
+    agreement_of,
+    check_public_key,
+    check_registered_keys,
+    clean_reason,
+    effective_status,
+    require_all_approved,
+    require_lead,
+)
 
 AuditAppender = Callable[[UnitOfWork, AuditEvent], LoggedEntry]
-MAX_REASON = 500
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ class AgreementBook:
         generation = uow.agreements.generation()
         if self._cached is None or self._cached[0] != generation:
             rows = uow.agreements.all()
-            self._cached = (generation, AgreementRegistry(_agreement_of(row) for row in rows))
+            self._cached = (generation, AgreementRegistry(agreement_of(row) for row in rows))
         return self._cached[1]
 
     def snapshot(self) -> AgreementRegistry:
@@ -87,7 +93,7 @@ class AgreementBook:
             rows = [r for r in uow.agreements.all() if r.agreement_id == agreement_id]
         if not rows:
             raise NotFound(f"agreement '{agreement_id}' is not held by the broker")
-        versions = [_agreement_of(r) for r in rows]
+        versions = [agreement_of(r) for r in rows]
         in_force = current_version(versions, today)
         return [
             VersionSummary(
@@ -97,7 +103,7 @@ class AgreementBook:
                 created_at=row.created_at,
                 created_by=row.created_by,
                 updated_at=row.updated_at,
-                effective_status=_effective_status(agreement, in_force, today),
+                effective_status=effective_status(agreement, in_force, today),
                 warnings=review_warnings(agreement, today) if agreement is in_force else (),
             )
             for row, agreement in zip(rows, versions, strict=True)
@@ -132,11 +138,11 @@ class AgreementBook:
         digest = content_digest(agreement)
         stored = uow.agreements.get(agreement.id, agreement.version)
         if stored is None:
-            _check_registered_keys(
+            check_registered_keys(
                 agreement, agreement.approvals, trusted, everywhere=require_registered_keys
             )
             if agreement.status == "active":
-                _require_all_approved(agreement)
+                require_all_approved(agreement)
             uow.agreements.add(self._row(agreement, digest, source="file", actor="operator"))
             self._record(uow, "operator", agreement, "installed_from_file", digest=digest)
             return
@@ -146,11 +152,11 @@ class AgreementBook:
                 "folder differs from the version the broker holds; give the changed agreement "
                 "a new version number"
             )
-        held = _agreement_of(stored)
+        held = agreement_of(stored)
         added = [a for a in agreement.approvals if a not in held.approvals]
         # Only new approvals are judged against today's keys: a version already held was
         # accepted under the keys registered when it was installed.
-        _check_registered_keys(agreement, added, trusted, everywhere=require_registered_keys)
+        check_registered_keys(agreement, added, trusted, everywhere=require_registered_keys)
         if added:
             merged = held
             for approval in added:
@@ -202,7 +208,7 @@ class AgreementBook:
             )
         with self._units() as uow:
             row = self._stored(uow, agreement_id, version)
-            agreement = _agreement_of(row)
+            agreement = agreement_of(row)
             if agreement.status not in ("draft", "approved"):
                 raise Conflict(
                     f"version {version} is {agreement.status}; only a draft can be approved",
@@ -230,15 +236,15 @@ class AgreementBook:
     def _activate(self, agreement_id: str, version: int, actor: str) -> Agreement:
         with self._units() as uow:
             row = self._stored(uow, agreement_id, version)
-            agreement = _agreement_of(row)
-            _require_lead(agreement, actor, "activate")
+            agreement = agreement_of(row)
+            require_lead(agreement, actor, "activate")
             if agreement.status != "approved":
                 raise Conflict(
                     f"version {version} is {agreement.status}; every party must approve it "
                     "before it can be activated",
                     code="not_approved",
                 )
-            _require_all_approved(agreement)
+            require_all_approved(agreement)
             failed = [r.test.name for r in run_policy_tests(agreement) if not r.passed]
             # The DPOs' own tests are their intent: a version that fails them never goes live.
             if failed:
@@ -254,7 +260,7 @@ class AgreementBook:
 
     def suspend(self, agreement_id: str, reason: str, *, actor: str) -> int:
         """Stop all sharing under every active version at once; returns how many were active."""
-        reason = _reason(reason)
+        reason = clean_reason(reason)
         return self._change_all(
             agreement_id,
             actor,
@@ -279,7 +285,7 @@ class AgreementBook:
 
     def terminate(self, agreement_id: str, reason: str, *, actor: str) -> int:
         """End the agreement: no version of it will share again."""
-        reason = _reason(reason)
+        reason = clean_reason(reason)
         return self._change_all(
             agreement_id,
             actor,
@@ -305,9 +311,9 @@ class AgreementBook:
             rows = [r for r in uow.agreements.all() if r.agreement_id == agreement_id]
             if not rows:
                 raise NotFound(f"agreement '{agreement_id}' is not held by the broker")
-            latest = _agreement_of(rows[-1])
+            latest = agreement_of(rows[-1])
             if lead_only:
-                _require_lead(latest, actor, verb)
+                require_lead(latest, actor, verb)
             elif latest.party(actor) is None and actor != "operator":
                 raise Refused(f"agency '{actor}' is not a party", code="agency_not_party")
             changed = [r for r in rows if r.status in from_states]
@@ -333,7 +339,7 @@ class AgreementBook:
 
     def register_approver_key(self, agency_id: str, public_key: str, *, actor: str) -> None:
         """Trust ``public_key`` for approvals by ``agency_id`` (operator action, audited)."""
-        _check_public_key(public_key)
+        check_public_key(public_key)
         with self._units() as uow:
             if public_key in uow.agreements.approver_keys().get(agency_id, set()):
                 raise Conflict("that key is already registered for this agency")
@@ -437,74 +443,3 @@ class AgreementBook:
                 detail={"operation": operation, **detail},
             ),
         )
-
-
-def _agreement_of(row: AgreementRow) -> Agreement:
-    stored = Agreement.model_validate(json.loads(row.document))
-    return stored.model_copy(update={"status": row.status, "status_reason": row.status_reason})
-
-
-def _effective_status(agreement: Agreement, in_force: Agreement | None, today: date) -> str:
-    if agreement.status != "active":
-        return agreement.status
-    if in_force is not None and agreement.version < in_force.version:
-        return "superseded"
-    if agreement.effective_from > today:
-        return "active_from_effective_date"
-    if today >= agreement.expires_on:
-        return "expired"
-    return "active"
-
-
-def _require_lead(agreement: Agreement, actor: str, operation: str) -> None:
-    if actor == "operator":
-        return
-    leads = [p.id for p in agreement.parties if "lead" in p.roles]
-    allowed = leads or [p.id for p in agreement.parties]
-    if actor not in allowed:
-        raise Refused(
-            f"only the lead party ({', '.join(allowed)}) may {operation} agreement "
-            f"'{agreement.id}'",
-            code="not_lead_party",
-        )
-
-
-def _require_all_approved(agreement: Agreement) -> None:
-    approved = {a.party for a in agreement.approvals}
-    missing = [p.id for p in agreement.parties if p.id not in approved]
-    if missing:
-        raise AgreementError(
-            f"agreement '{agreement.id}' version {agreement.version} is not approved by "
-            f"{', '.join(missing)}; every party must approve it before it can be active",
-            code="not_approved",
-        )
-
-
-def _check_registered_keys(
-    agreement: Agreement,
-    approvals: Iterable[Approval],
-    trusted: dict[str, set[str]],
-    *,
-    everywhere: bool,
-) -> None:
-    """Where a party has registered approver keys (or ``everywhere``), approvals must use them."""
-    for approval in approvals:
-        if everywhere or approval.party in trusted:
-            verdict = check_approval(agreement, approval, trusted)
-            if verdict.problem is not None:
-                raise AgreementError(verdict.problem, code="approval_invalid")
-
-
-def _check_public_key(public_key: str) -> None:
-    problem = public_key_problem(public_key)
-    if problem is not None:
-        raise ValidationError(problem, code="approver_key_invalid")
-
-
-def _reason(reason: str) -> str:
-    cleaned = reason.strip()
-    if not cleaned or len(cleaned) > MAX_REASON:
-        raise ValidationError(
-            f"give a reason of 1 to {MAX_REASON} characters", code="reason_invalid"
-        )
-    return cleaned
