@@ -4,6 +4,11 @@ A record is a JSON object holding ``record_id``, the dataset's identifiers and
 its fields. Values may come typed (JSON numbers, booleans) or as the strings a
 CSV extract holds; both are accepted when they parse exactly. Problems name the
 record position and the field, never the value.
+
+A batch tokenised at source holds, instead of identifiers, each record's
+``tokens``: one 64-hex token per match key, computed by the agency with the
+agreement's linkage key. Such a batch may hold no identifier at all, and a
+batch is either wholly tokenised or wholly clear.
 """
 
 from __future__ import annotations
@@ -11,11 +16,11 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
-from agreements.models import Dataset, FieldSpec
+from agreements.models import Dataset, FieldSpec, IdentifierName
 from broker import normalise
 from broker.errors import BatchRejected, IdentifierError, Location, Problem
 
@@ -25,6 +30,8 @@ MAX_RECORD_REF = 128
 _FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$", re.ASCII)
 _INTEGER = re.compile(r"^[+-]?\d{1,18}$", re.ASCII)
 _NUMBER = re.compile(r"^[+-]?(\d{1,18}(\.\d*)?|\.\d+)([eE][+-]?\d{1,3})?$", re.ASCII)
+_TOKEN = re.compile(r"^[0-9a-f]{64}$", re.ASCII)
+TOKENS_KEY = "tokens"
 _TRUE = {"true", "yes", "y", "1"}
 _FALSE = {"false", "no", "n", "0"}
 
@@ -38,6 +45,29 @@ class ValidRecord:
     identifiers: Mapping[str, str]
     fields: Mapping[str, Any]
     quality: tuple[Problem, ...] = ()
+    # Set only for a record tokenised at source: its tokens, checked for shape, by match key.
+    tokens: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class AtSource:
+    """What a tokenised batch declares about the key its tokens were made with."""
+
+    key_check: str
+    key_version: int
+
+
+@dataclass(frozen=True)
+class Identifiers:
+    """One record's identifiers, normalised, and what was wrong with the others.
+
+    ``invalid`` problems reject the record; ``unusable`` ones only cost it a match key.
+    Both name the field and never the value.
+    """
+
+    values: dict[str, str]
+    invalid: tuple[Problem, ...]
+    unusable: tuple[Problem, ...]
 
 
 @dataclass
@@ -69,6 +99,7 @@ _SOFT_IDENTIFIERS = {"nhs_number", "upn", "postcode", "sex"}
 
 
 _WRONG = (None, "wrong_type")
+IDENTIFIER_NAMES: frozenset[str] = frozenset(get_args(IdentifierName))
 
 
 def _as_boolean(value: Any) -> tuple[Any, str | None]:
@@ -181,26 +212,43 @@ def _check_names(
             )
 
 
-def _identifiers(
-    record: dict[str, Any], index: int, dataset: Dataset, problems: _Collector
-) -> tuple[dict[str, str], list[Problem]]:
-    identifiers: dict[str, str] = {}
-    quality: list[Problem] = []
+def normalise_identifiers(
+    record: Mapping[str, Any], dataset: Dataset, index: int = 0
+) -> Identifiers:
+    """Normalise the dataset's identifiers in one record exactly as the broker does.
+
+    The dataset's ``date_format`` applies to the date of birth. Adapters that
+    tokenise at source call this, so their tokens equal the broker's.
+    """
+    values: dict[str, str] = {}
+    invalid: list[Problem] = []
+    unusable: list[Problem] = []
     for name in dataset.identifiers:
         raw = record.get(name)
         if raw is None or raw == "":
             continue
         if not isinstance(raw, str):
-            problems.add("wrong_type", "identifier must be a string", index, name)
+            invalid.append(
+                Problem("wrong_type", "identifier must be a string", Location(index, name))
+            )
             continue
         try:
-            identifiers[name] = _identifier(name, raw, dataset)
+            values[name] = _identifier(name, raw, dataset)
         except IdentifierError as exc:
             if name in _SOFT_IDENTIFIERS:
-                quality.append(Problem("identifier_unusable", exc.message, Location(index, name)))
+                unusable.append(Problem("identifier_unusable", exc.message, Location(index, name)))
             else:
-                problems.add("identifier_invalid", exc.message, index, name)
-    return identifiers, quality
+                invalid.append(Problem("identifier_invalid", exc.message, Location(index, name)))
+    return Identifiers(values, tuple(invalid), tuple(unusable))
+
+
+def _identifiers(
+    record: dict[str, Any], index: int, dataset: Dataset, problems: _Collector
+) -> tuple[dict[str, str], list[Problem]]:
+    found = normalise_identifiers(record, dataset, index)
+    for problem in found.invalid:
+        problems.add(problem.code, problem.message, index, problem.location.field)
+    return found.values, list(found.unusable)
 
 
 def _fields(
@@ -221,6 +269,44 @@ def _fields(
     return fields
 
 
+_RecordCheck = Callable[
+    [dict[str, Any], int, _Collector], tuple[dict[str, str], dict[str, str] | None, list[Problem]]
+]
+
+
+def _validate(
+    dataset: Dataset,
+    records: Sequence[Any],
+    check: _RecordCheck,
+    *,
+    max_field_length: int,
+    known_ref: Callable[[str], bool],
+) -> list[ValidRecord]:
+    if not records:
+        raise BatchRejected("the batch holds no records", code="batch_empty")
+    problems = _Collector()
+    valid: list[ValidRecord] = []
+    seen_refs: set[str] = set()
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            problems.add("record_not_object", "record must be a JSON object", index)
+            continue
+        ref = _check_ref(record, index, seen_refs, known_ref, problems)
+        identifiers, tokens, quality = check(record, index, problems)
+        fields = _fields(record, index, dataset, max_field_length, problems)
+        if ref is not None:
+            valid.append(ValidRecord(index, ref, identifiers, fields, tuple(quality), tokens))
+    if problems.problems:
+        count = len(problems.problems)
+        raise BatchRejected(
+            f"batch rejected: {count}{'+' if count >= MAX_PROBLEMS else ''} problem(s) in "
+            f"its records; nothing was stored. Fix them and send the whole batch again",
+            location=problems.problems[0].location,
+            problems=tuple(problems.problems),
+        )
+    return valid
+
+
 def validate_batch(
     dataset: Dataset,
     records: Sequence[Any],
@@ -233,28 +319,97 @@ def validate_batch(
     ``known_ref`` says whether a record id is already stored for this dataset;
     such a record is a conflict (corrections arrive with a later issue).
     """
-    if not records:
-        raise BatchRejected("the batch holds no records", code="batch_empty")
-    problems = _Collector()
-    valid: list[ValidRecord] = []
     allowed = {"record_id", *dataset.identifiers, *(spec.name for spec in dataset.fields)}
-    seen_refs: set[str] = set()
-    for index, record in enumerate(records):
-        if not isinstance(record, dict):
-            problems.add("record_not_object", "record must be a JSON object", index)
-            continue
-        ref = _check_ref(record, index, seen_refs, known_ref, problems)
-        _check_names(record, index, dataset, allowed, problems)
+
+    def check(
+        record: dict[str, Any], index: int, problems: _Collector
+    ) -> tuple[dict[str, str], None, list[Problem]]:
+        if TOKENS_KEY in record and TOKENS_KEY not in allowed:
+            problems.add(
+                "record_tokenised",
+                "record carries tokens but the batch is not marked 'tokenised'; a batch is "
+                "either wholly tokenised at source or wholly clear",
+                index,
+                TOKENS_KEY,
+            )
+        _check_names(record, index, dataset, allowed | {TOKENS_KEY}, problems)
         identifiers, quality = _identifiers(record, index, dataset, problems)
-        fields = _fields(record, index, dataset, max_field_length, problems)
-        if ref is not None:
-            valid.append(ValidRecord(index, ref, identifiers, fields, tuple(quality)))
-    if problems.problems:
-        count = len(problems.problems)
-        raise BatchRejected(
-            f"batch rejected: {count}{'+' if count >= MAX_PROBLEMS else ''} problem(s) in "
-            f"its records; nothing was stored. Fix them and send the whole batch again",
-            location=problems.problems[0].location,
-            problems=tuple(problems.problems),
+        return identifiers, None, quality
+
+    return _validate(
+        dataset, records, check, max_field_length=max_field_length, known_ref=known_ref
+    )
+
+
+def validate_tokenised_batch(
+    dataset: Dataset,
+    records: Sequence[Any],
+    *,
+    match_keys: Collection[str],
+    max_field_length: int,
+    known_ref: Callable[[str], bool] = lambda _ref: False,
+) -> list[ValidRecord]:
+    """Validate a batch tokenised at source; every record's ``tokens`` are on ValidRecord.
+
+    Every record must carry ``tokens`` (an object, empty when it had no match
+    key) and no identifier at all; each token must be 64 lower-case hex and for
+    a match key in ``match_keys`` (the agreement's). Problems as validate_batch.
+    """
+    allowed = {"record_id", TOKENS_KEY, *(spec.name for spec in dataset.fields)}
+    identifier_names = {*dataset.identifiers, *IDENTIFIER_NAMES}
+
+    def check(
+        record: dict[str, Any], index: int, problems: _Collector
+    ) -> tuple[dict[str, str], dict[str, str], list[Problem]]:
+        for name in sorted(identifier_names & set(record)):
+            problems.add(
+                "identifier_not_allowed",
+                f"a tokenised record must not carry identifier '{name}'; send only its tokens",
+                index,
+                name,
+            )
+        _check_names(record, index, dataset, allowed | identifier_names, problems)
+        return {}, _tokens(record, index, match_keys, problems), []
+
+    return _validate(
+        dataset, records, check, max_field_length=max_field_length, known_ref=known_ref
+    )
+
+
+def _tokens(
+    record: dict[str, Any], index: int, match_keys: Collection[str], problems: _Collector
+) -> dict[str, str]:
+    raw = record.get(TOKENS_KEY)
+    if TOKENS_KEY not in record:
+        problems.add(
+            "record_not_tokenised",
+            "record has no 'tokens' but the batch is marked 'tokenised'; a batch is either "
+            "wholly tokenised at source or wholly clear",
+            index,
+            TOKENS_KEY,
         )
-    return valid
+        return {}
+    if not isinstance(raw, dict):
+        problems.add(
+            "wrong_type", "tokens must be an object of match key to token", index, "tokens"
+        )
+        return {}
+    tokens: dict[str, str] = {}
+    for key, value in raw.items():
+        shown = str(key) if _FIELD_NAME.match(str(key)) else None
+        where = f"tokens.{shown}" if shown else TOKENS_KEY
+        if key not in match_keys:
+            what = f"match key '{shown}'" if shown else "a key whose name is not a match key name"
+            problems.add(
+                "token_key_unknown",
+                f"{what} is not one this agreement links on ({', '.join(sorted(match_keys))})",
+                index,
+                where,
+            )
+        elif not isinstance(value, str) or not _TOKEN.match(value):
+            problems.add(
+                "token_invalid", "token must be 64 lower-case hexadecimal characters", index, where
+            )
+        else:
+            tokens[key] = value
+    return tokens

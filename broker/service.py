@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from agreements.decision import (
@@ -38,6 +39,7 @@ from broker.clock import Clock
 from broker.errors import (
     AuthenticationFailed,
     BatchRejected,
+    Conflict,
     IdentifierError,
     KeyFileError,
     Location,
@@ -47,9 +49,9 @@ from broker.errors import (
     ValidationError,
 )
 from broker.ids import new_id
-from broker.ingest import validate_batch
+from broker.ingest import AtSource, validate_batch, validate_tokenised_batch
 from broker.interfaces import RecordRow, TokenRow, UnitOfWork, UnitOfWorkFactory
-from broker.keys import KeyRing
+from broker.keys import KeyRing, LinkageKey
 from broker.lifecycle import AgreementBook
 from broker.linkage import assign_subjects, find_subject, record_tokens
 from broker.normalise import (
@@ -59,7 +61,7 @@ from broker.normalise import (
     normalise_postcode,
     normalise_upn,
 )
-from broker.pseudonymise import pseudonym
+from broker.pseudonymise import constant_time_equal, pseudonym
 from broker.release import released_fields
 from broker.sealing import associated_data, seal, unseal
 
@@ -263,8 +265,15 @@ class Broker:
         dataset_id: str,
         records: Sequence[Any],
         request_id: str | None = None,
+        at_source: AtSource | None = None,
     ) -> IngestResult:
-        """Validate, tokenise, link and store a batch, all or nothing, with its audit entries."""
+        """Validate, tokenise, link and store a batch, all or nothing, with its audit entries.
+
+        With ``at_source`` the records were tokenised by the agency with the
+        agreement's linkage key: they hold tokens instead of identifiers, and
+        are refused (``key_version_mismatch``) unless the key they were made
+        with is the broker's current one.
+        """
         today = self._today()
         registry = self.registry
         versions = registry.versions(agreement_id)
@@ -284,19 +293,24 @@ class Broker:
         decision = decide_supply_under(
             versions, SupplyRequest(agency=agency, dataset=dataset_id, on=today)
         )
+        marker = {} if at_source is None else {"tokenised_at_source": True}
         if isinstance(decision, Deny):
-            self._refuse(base, decision.code, {"records": len(records)})
+            self._refuse(base, decision.code, {"records": len(records), **marker})
             raise Refused(decision.reason, code=decision.code)
-        base = _with(base, detail={"warnings": _warning_codes(decision.warnings)})
+        base = _with(base, detail={"warnings": _warning_codes(decision.warnings), **marker})
         if len(records) > self.limits.max_batch_records:
-            self._refuse(base, "batch_too_large", {"records": len(records)})
+            self._refuse(base, "batch_too_large", {"records": len(records), **marker})
             raise ValidationError(
                 f"a batch may hold at most {self.limits.max_batch_records} records; split it",
                 code="batch_too_large",
             )
+        if at_source is not None:
+            self._check_source_key(agreement.id, at_source, base, len(records))
         try:
             with self._units() as uow:
-                result = self._store_batch(uow, agreement, dataset_id, records, base)
+                result = self._store_batch(
+                    uow, agreement, dataset_id, records, base, at_source=at_source
+                )
                 uow.commit()
                 return replace(result, warnings=decision.warnings)
         except BatchRejected as rejected:
@@ -304,9 +318,62 @@ class Broker:
             self._refuse(
                 base,
                 rejected.code,
-                {"records": len(records), "problems": dict(sorted(codes.items()))},
+                {"records": len(records), "problems": dict(sorted(codes.items())), **marker},
             )
             raise
+
+    def _check_source_key(
+        self, agreement_id: str, at_source: AtSource, base: AuditEvent, count: int
+    ) -> None:
+        """Refuse tokens made with a key other than this agreement's current linkage key."""
+        current = self._keys.linkage_check_value(agreement_id)
+        same = at_source.key_version == self._keys.version and constant_time_equal(
+            at_source.key_check, current
+        )
+        if not same:
+            code = "key_version_mismatch"
+            self._refuse(base, code, {"records": count, "tokenised_at_source": True})
+            # Neither check value is echoed: the message only says what to do.
+            raise Conflict(
+                "the batch was tokenised with a linkage key other than this agreement's "
+                "current one; fetch the current linkage key file from the broker operator, "
+                "tokenise the extract again and resend it",
+                code=code,
+                location=Location(field="tokenised.key_check"),
+            )
+
+    def export_linkage_key(self, agreement_id: str, path: Path) -> LinkageKey:
+        """Write one agreement's linkage key file for a provider that tokenises at source.
+
+        Audited as ``key_operation`` ``linkage_key_exported``. The file is written
+        inside the audit's transaction and removed again if the audit fails, so
+        no key leaves the broker unrecorded.
+        """
+        agreement = self.registry.get(agreement_id, self._today())
+        with self._units() as uow:
+            linkage = self._keys.export_linkage_key(agreement.id, path, at=self._clock.now())
+            try:
+                self._audit(
+                    uow,
+                    AuditEvent(
+                        actor="operator",
+                        action="key_operation",
+                        outcome="permitted",
+                        agreement_id=agreement.id,
+                        agreement_version=agreement.version,
+                        detail={
+                            "operation": "linkage_key_exported",
+                            "agreement": agreement.id,
+                            "version": linkage.version,
+                            "key_check": linkage.check_value,
+                        },
+                    ),
+                )
+                uow.commit()
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+        return linkage
 
     def _store_batch(
         self,
@@ -315,6 +382,8 @@ class Broker:
         dataset_id: str,
         records: Sequence[Any],
         base: AuditEvent,
+        *,
+        at_source: AtSource | None,
     ) -> IngestResult:
         dataset = agreement.dataset(dataset_id)
         assert dataset is not None
@@ -322,16 +391,29 @@ class Broker:
         existing = uow.records.existing_refs(
             agreement.id, dataset_id, [r for r in refs if isinstance(r, str)]
         )
-        valid = validate_batch(
-            dataset,
-            records,
-            max_field_length=self.limits.max_field_length,
-            known_ref=existing.__contains__,
-        )
-        linkage_key = self._keys.linkage_key(agreement.id)
-        batch_tokens = [
-            record_tokens(linkage_key, r.identifiers, agreement.linkage.match_keys) for r in valid
-        ]
+        batch_tokens: list[Mapping[str, str]]
+        if at_source is None:
+            valid = validate_batch(
+                dataset,
+                records,
+                max_field_length=self.limits.max_field_length,
+                known_ref=existing.__contains__,
+            )
+            linkage_key = self._keys.linkage_key(agreement.id)
+            batch_tokens = [
+                record_tokens(linkage_key, r.identifiers, agreement.linkage.match_keys)
+                for r in valid
+            ]
+        else:
+            valid = validate_tokenised_batch(
+                dataset,
+                records,
+                match_keys=agreement.linkage.match_keys,
+                max_field_length=self.limits.max_field_length,
+                known_ref=existing.__contains__,
+            )
+            # From here on a tokenised record takes exactly the path of a clear one.
+            batch_tokens = [dict(r.tokens or {}) for r in valid]
         assignments = assign_subjects(
             batch_tokens,
             subjects_for=lambda mk, toks: uow.linkage.subjects_for_tokens(agreement.id, mk, toks),

@@ -14,11 +14,32 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class TokenisedIn(_Body):
+    """Which linkage key a batch tokenised at source was made with."""
+
+    key_check: str = Field(
+        min_length=1,
+        max_length=64,
+        description="key_check from the agreement's linkage key file",
+    )
+    key_version: int = Field(ge=1, description="key_version from the linkage key file")
+
+
 class BatchIn(_Body):
-    """A batch of records for one dataset. Each record holds record_id, identifiers and fields."""
+    """A batch of records for one dataset, in clear or tokenised at source.
+
+    In clear each record holds record_id, the dataset's identifiers and its
+    fields. With ``tokenised`` each record holds record_id, ``tokens`` (match
+    key name to 64 lower-case hex token) and the fields, and no identifier.
+    """
 
     records: list[Any] = Field(
-        description="Records as JSON objects: record_id, the dataset's identifiers, its fields"
+        description="Records as JSON objects: record_id, the dataset's identifiers (or, when "
+        "tokenised, 'tokens'), its fields"
+    )
+    tokenised: TokenisedIn | None = Field(
+        default=None,
+        description="Present only when the agency tokenised the records with the linkage key",
     )
 
 
@@ -37,6 +58,7 @@ class BatchOut(BaseModel):
     data_quality: list[ProblemOut]
     audit_entries: list[int]
     warnings: list[str] = Field(default_factory=list)
+    tokenised_at_source: bool = False
 
 
 IdentifierName = Literal[

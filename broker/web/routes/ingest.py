@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from broker.ingest import AtSource
 from broker.web.deps import AgencyDep, BrokerDep, RequestIdDep
 from broker.web.schemas import BatchIn, BatchOut, ErrorOut, ProblemOut
 
@@ -26,13 +27,20 @@ def post_batch(
     broker: BrokerDep,
     request_id: RequestIdDep,
 ) -> BatchOut:
-    """Store a batch all or nothing: any invalid record rejects the whole batch (422)."""
+    """Store a batch all or nothing: any invalid record rejects the whole batch (422).
+
+    A batch tokenised at source with a key other than the broker's current
+    linkage key for the agreement is refused whole (409 ``key_version_mismatch``).
+    """
+    tokenised = body.tokenised
+    at_source = None if tokenised is None else AtSource(tokenised.key_check, tokenised.key_version)
     result = broker.ingest_batch(
         agency=agency,
         agreement_id=agreement_id,
         dataset_id=dataset_id,
         records=body.records,
         request_id=request_id,
+        at_source=at_source,
     )
     return BatchOut(
         batch_id=result.batch_id,
@@ -43,4 +51,5 @@ def post_batch(
         data_quality=[ProblemOut(**p.as_dict()) for p in result.quality],
         audit_entries=list(result.audit_entries),
         warnings=list(result.warnings),
+        tokenised_at_source=at_source is not None,
     )
