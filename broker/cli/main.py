@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from broker.cli.adapter import adapter_app
 from broker.cli.agreements import agreements_app
 from broker.cli.audit import register as register_audit_commands
 from broker.cli.audit_reports import register as register_audit_reports
@@ -25,6 +26,7 @@ agencies_app = typer.Typer(help="Agency credentials.", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 app.add_typer(agreements_app, name="agreements")
 app.add_typer(audit_app, name="audit")
+app.add_typer(adapter_app, name="adapter")
 register_audit_commands(audit_app)
 register_audit_reports(audit_app)
 app.add_typer(agencies_app, name="agencies")
