@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from adapters.tokenise import Tokenised, read_tokenised, tokenise_rows, write_tokenised
 from broker.bootstrap import Runtime
 from broker.clock import FixedClock
-from broker.ingest import AtSource
+from broker.ingest import IDENTIFIER_NAMES, AtSource
 from broker.keys import KeyRing, create_key_file, load_key_file, load_linkage_key_file
 from broker.linkage import MATCH_KEYS, record_tokens
 from broker.normalise import (
@@ -415,6 +415,8 @@ def test_payloads_do_not_open_with_keys_from_another_master_key(
         for row in records
     ]
     assert any(payload.get("injury_type") == "sharps" for payload in opened)
+    # The example agreement releases no identifier in any form, so none is kept even sealed.
+    assert not any(set(payload) & IDENTIFIER_NAMES for payload in opened)
 
 
 def test_tokens_from_another_master_key_match_none_stored(
