@@ -183,6 +183,11 @@ def load_linkage_key_file(path: Path, *, agreement_id: str | None = None) -> Lin
     tokens would never match anything the broker holds under this one.
     """
     try:
+        # Anyone who can read this key can tokenise guesses of names and dates of birth.
+        if path.stat().st_mode & 0o077:
+            raise KeyFileError(
+                f"linkage key file {path} is readable by other users; restrict it with chmod 600"
+            )
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise KeyFileError(

@@ -347,6 +347,7 @@ def test_linkage_key_file_errors_are_one_clear_line(
     path = tmp_path / "linkage.json"
     if content is not None:
         path.write_bytes(content)
+        path.chmod(0o600)
     with pytest.raises(KeyFileError) as raised:
         load_linkage_key_file(path, agreement_id=AGREEMENT)
     line = raised.value.one_line()
@@ -519,3 +520,11 @@ def test_tokenise_command_bad_input_is_one_line_and_exit_1(
     assert lines[0].startswith("broker: error: ")
     assert expected in lines[0]
     assert not target.exists()
+
+
+def test_a_linkage_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "linkage.json"
+    path.write_text("{}")
+    path.chmod(0o644)
+    with pytest.raises(KeyFileError, match="chmod 600"):
+        load_linkage_key_file(path, agreement_id=AGREEMENT)
