@@ -1,0 +1,309 @@
+"""Ingest: validate a provider's batch, tokenise, link, seal and store it, all or nothing."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from agreements.decision import (
+    Deny,
+    SupplyRequest,
+    decide_supply_under,
+)
+from agreements.models import RELEASABLE_IDENTIFIERS, Agreement
+from audit.events import AuditEvent
+from broker.errors import (
+    BatchRejected,
+    Conflict,
+    Location,
+    NotFound,
+    Problem,
+    Refused,
+    ValidationError,
+)
+from broker.ids import new_id
+from broker.ingest import AtSource, validate_batch, validate_tokenised_batch
+from broker.interfaces import RecordRow, TokenRow, UnitOfWork
+from broker.keys import LinkageKey
+from broker.linkage import assign_subjects, record_tokens
+from broker.pseudonymise import constant_time_equal
+from broker.sealing import associated_data, seal
+from broker.service_core import BrokerCore, warning_codes, with_changes
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What happened to an accepted batch."""
+
+    batch_id: str
+    accepted: int
+    new_subjects: int
+    linked: int
+    linked_by_rule: Mapping[str, int]
+    quality: tuple[Problem, ...]
+    audit_entries: tuple[int, ...]
+    warnings: tuple[str, ...] = ()
+
+
+class IngestUseCases(BrokerCore):
+    """A provider's batches: clear or tokenised at source."""
+
+    # -- ingest -----------------------------------------------------------
+
+    def ingest_batch(
+        self,
+        *,
+        agency: str,
+        agreement_id: str,
+        dataset_id: str,
+        records: Sequence[Any],
+        request_id: str | None = None,
+        at_source: AtSource | None = None,
+    ) -> IngestResult:
+        """Validate, tokenise, link and store a batch, all or nothing, with its audit entries.
+
+        With ``at_source`` the records were tokenised by the agency with the
+        agreement's linkage key: they hold tokens instead of identifiers, and
+        are refused (``key_version_mismatch``) unless the key they were made
+        with is the broker's current one.
+        """
+        today = self._today()
+        registry = self.registry
+        versions = registry.versions(agreement_id)
+        agreement = registry.get(agreement_id, today)
+        dataset = agreement.dataset(dataset_id)
+        if dataset is None:
+            raise NotFound(f"dataset '{dataset_id}' is not in agreement '{agreement_id}'")
+        base = AuditEvent(
+            actor=agency,
+            action="ingest",
+            outcome="permitted",
+            agreement_id=agreement.id,
+            agreement_version=agreement.version,
+            dataset_id=dataset_id,
+            request_id=request_id,
+        )
+        decision = decide_supply_under(
+            versions, SupplyRequest(agency=agency, dataset=dataset_id, on=today)
+        )
+        marker = {} if at_source is None else {"tokenised_at_source": True}
+        if isinstance(decision, Deny):
+            self._refuse(base, decision.code, {"records": len(records), **marker})
+            raise Refused(decision.reason, code=decision.code)
+        base = with_changes(base, detail={"warnings": warning_codes(decision.warnings), **marker})
+        if len(records) > self.limits.max_batch_records:
+            self._refuse(base, "batch_too_large", {"records": len(records), **marker})
+            raise ValidationError(
+                f"a batch may hold at most {self.limits.max_batch_records} records; split it",
+                code="batch_too_large",
+            )
+        if at_source is not None:
+            self._check_source_key(agreement.id, at_source, base, len(records))
+        try:
+            with self._units() as uow:
+                result = self._store_batch(
+                    uow, agreement, dataset_id, records, base, at_source=at_source
+                )
+                uow.commit()
+                return replace(result, warnings=decision.warnings)
+        except BatchRejected as rejected:
+            codes = Counter(p.code for p in rejected.problems)
+            self._refuse(
+                base,
+                rejected.code,
+                {"records": len(records), "problems": dict(sorted(codes.items())), **marker},
+            )
+            raise
+
+    def _check_source_key(
+        self, agreement_id: str, at_source: AtSource, base: AuditEvent, count: int
+    ) -> None:
+        """Refuse tokens made with a key other than this agreement's current linkage key."""
+        current = self._keys.linkage_check_value(agreement_id)
+        same = at_source.key_version == self._keys.version and constant_time_equal(
+            at_source.key_check, current
+        )
+        if not same:
+            code = "key_version_mismatch"
+            self._refuse(base, code, {"records": count, "tokenised_at_source": True})
+            # Neither check value is echoed: the message only says what to do.
+            raise Conflict(
+                "the batch was tokenised with a linkage key other than this agreement's "
+                "current one; fetch the current linkage key file from the broker operator, "
+                "tokenise the extract again and resend it",
+                code=code,
+                location=Location(field="tokenised.key_check"),
+            )
+
+    def export_linkage_key(self, agreement_id: str, path: Path) -> LinkageKey:
+        """Write one agreement's linkage key file for a provider that tokenises at source.
+
+        Audited as ``key_operation`` ``linkage_key_exported``. The file is written
+        inside the audit's transaction and removed again if the audit fails, so
+        no key leaves the broker unrecorded.
+        """
+        agreement = self.registry.get(agreement_id, self._today())
+        with self._units() as uow:
+            linkage = self._keys.export_linkage_key(agreement.id, path, at=self._clock.now())
+            try:
+                self._audit(
+                    uow,
+                    AuditEvent(
+                        actor="operator",
+                        action="key_operation",
+                        outcome="permitted",
+                        agreement_id=agreement.id,
+                        agreement_version=agreement.version,
+                        detail={
+                            "operation": "linkage_key_exported",
+                            "agreement": agreement.id,
+                            "version": linkage.version,
+                            "key_check": linkage.check_value,
+                        },
+                    ),
+                )
+                uow.commit()
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+        return linkage
+
+    def _store_batch(
+        self,
+        uow: UnitOfWork,
+        agreement: Agreement,
+        dataset_id: str,
+        records: Sequence[Any],
+        base: AuditEvent,
+        *,
+        at_source: AtSource | None,
+    ) -> IngestResult:
+        dataset = agreement.dataset(dataset_id)
+        assert dataset is not None
+        refs = [r.get("record_id") for r in records if isinstance(r, dict)]
+        existing = uow.records.existing_refs(
+            agreement.id, dataset_id, [r for r in refs if isinstance(r, str)]
+        )
+        batch_tokens: list[Mapping[str, str]]
+        if at_source is None:
+            valid = validate_batch(
+                dataset,
+                records,
+                max_field_length=self.limits.max_field_length,
+                known_ref=existing.__contains__,
+            )
+            linkage_key = self._keys.linkage_key(agreement.id)
+            batch_tokens = [
+                record_tokens(linkage_key, r.identifiers, agreement.linkage.match_keys)
+                for r in valid
+            ]
+        else:
+            valid = validate_tokenised_batch(
+                dataset,
+                records,
+                match_keys=agreement.linkage.match_keys,
+                max_field_length=self.limits.max_field_length,
+                known_ref=existing.__contains__,
+            )
+            # From here on a tokenised record takes exactly the path of a clear one.
+            batch_tokens = [dict(r.tokens or {}) for r in valid]
+        assignments = assign_subjects(
+            batch_tokens,
+            subjects_for=lambda mk, toks: uow.linkage.subjects_for_tokens(agreement.id, mk, toks),
+            identity_of=lambda mk, subs: uow.linkage.tokens_of_subjects(agreement.id, mk, subs),
+            new_subject=lambda: new_id("sub"),
+        )
+        now = self._now()
+        batch_id = new_id("bat")
+        uow.records.add_batch(
+            batch_id=batch_id,
+            agreement_id=agreement.id,
+            dataset_id=dataset_id,
+            agency_id=base.actor,
+            at=now,
+            count=len(valid),
+        )
+        uow.linkage.add_subjects(agreement.id, [a.subject_id for a in assignments if a.new], now)
+        data_key = self._keys.data_key(agreement.id)
+        kept_identifiers = _released_identifiers(agreement, dataset_id)
+        rows: list[RecordRow] = []
+        tokens: list[TokenRow] = []
+        for record, assignment, record_toks in zip(valid, assignments, batch_tokens, strict=True):
+            record_id = new_id("rec")
+            # Identifiers are kept (sealed) only where the agreement releases a coarse form of them.
+            kept = {n: record.identifiers[n] for n in kept_identifiers if n in record.identifiers}
+            plaintext = json.dumps({**record.fields, **kept}, sort_keys=True).encode("utf-8")
+            rows.append(
+                RecordRow(
+                    id=record_id,
+                    agreement_id=agreement.id,
+                    agreement_version=agreement.version,
+                    dataset_id=dataset_id,
+                    agency_id=base.actor,
+                    source_ref=record.source_ref,
+                    subject_id=assignment.subject_id,
+                    batch_id=batch_id,
+                    received_at=now,
+                    key_version=self._keys.version,
+                    payload=seal(data_key, plaintext, associated_data(agreement.id, record_id)),
+                )
+            )
+            tokens.extend(
+                TokenRow(mk, tok, assignment.subject_id, record_id)
+                for mk, tok in record_toks.items()
+            )
+        uow.records.add_records(rows)
+        uow.linkage.add_tokens(agreement.id, tokens)
+        quality = tuple(p for r in valid for p in r.quality)
+        by_rule = Counter(a.rule for a in assignments if a.rule is not None)
+        linked = sum(by_rule.values())
+        no_key = sum(1 for t in batch_tokens if not t)
+        ingest_entry = self._audit(
+            uow,
+            with_changes(
+                base,
+                detail={
+                    **base.detail,
+                    "batch_id": batch_id,
+                    "records": len(valid),
+                    "quality_issues": dict(sorted(Counter(p.code for p in quality).items())),
+                },
+            ),
+        )
+        link_entry = self._audit(
+            uow,
+            with_changes(
+                base,
+                action="link",
+                detail={
+                    "batch_id": batch_id,
+                    "linked": linked,
+                    "new_subjects": len(valid) - linked,
+                    "by_rule": dict(sorted(by_rule.items())),
+                    "without_match_key": no_key,
+                },
+            ),
+        )
+        return IngestResult(
+            batch_id=batch_id,
+            accepted=len(valid),
+            new_subjects=len(valid) - linked,
+            linked=linked,
+            linked_by_rule=dict(by_rule),
+            quality=quality,
+            audit_entries=(ingest_entry.seq, link_entry.seq),
+        )
+
+
+def _released_identifiers(agreement: Agreement, dataset_id: str) -> set[str]:
+    """Identifiers of this dataset that some release of the agreement lets out in coarse form."""
+    return {
+        grant.field
+        for release in agreement.releases
+        for grant in release.fields
+        if grant.dataset == dataset_id and grant.field in RELEASABLE_IDENTIFIERS
+    }

@@ -1,0 +1,270 @@
+"""Lookup: does anyone else know this young person, and what may the caller see?"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from agreements.decision import (
+    Deny,
+    Permit,
+    ReleaseRequest,
+    decide_under,
+)
+from agreements.models import Agreement
+from audit.events import AuditEvent
+from broker.errors import (
+    IdentifierError,
+    Location,
+    Refused,
+    ValidationError,
+)
+from broker.interfaces import UnitOfWork
+from broker.linkage import find_subject, record_tokens
+from broker.normalise import (
+    normalise_date,
+    normalise_name,
+    normalise_nhs_number,
+    normalise_postcode,
+    normalise_upn,
+)
+from broker.pseudonymise import pseudonym
+from broker.release import released_fields
+from broker.sealing import associated_data, unseal
+from broker.service_core import BrokerCore, warning_codes, with_changes
+
+
+@dataclass(frozen=True)
+class ReleasedRecord:
+    """One provider record as a recipient may see it."""
+
+    reference: str | None
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Holding:
+    """What one providing agency holds about the subject, as released."""
+
+    agency: str
+    dataset: str
+    records: tuple[ReleasedRecord, ...]
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    """The answer to "does anyone else know this young person?"."""
+
+    matched: bool
+    pseudonym: str | None
+    agreement_id: str
+    agreement_version: int
+    purpose: str
+    holdings: tuple[Holding, ...] = ()
+    audit_entry: int = 0
+    released: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = field(default=())
+
+
+class LookupUseCases(BrokerCore):
+    """A recipient's lookups, and subject ids for the audit's search by identifiers."""
+
+    # -- lookup -----------------------------------------------------------
+
+    def lookup(
+        self,
+        *,
+        agency: str,
+        agreement_id: str,
+        purpose: str,
+        identifiers: Mapping[str, str],
+        fields: Sequence[tuple[str, str]] | None = None,
+        request_id: str | None = None,
+    ) -> LookupResult:
+        """Find the subject these identifiers belong to and release what the agreement permits."""
+        today = self._today()
+        registry = self.registry
+        versions = registry.versions(agreement_id)
+        agreement = registry.get(agreement_id, today)
+        base = AuditEvent(
+            actor=agency,
+            action="lookup",
+            outcome="permitted",
+            agreement_id=agreement.id,
+            agreement_version=agreement.version,
+            purpose=purpose,
+            request_id=request_id,
+        )
+        request = ReleaseRequest(
+            agency=agency,
+            purpose=purpose,
+            output="lookup",
+            on=today,
+            fields=None if fields is None else tuple(fields),
+        )
+        decision = decide_under(versions, request)
+        if isinstance(decision, Deny):
+            self._refuse(base, decision.code, {})
+            raise Refused(decision.reason, code=decision.code)
+        try:
+            normalised = _lookup_identifiers(identifiers)
+            tokens = record_tokens(
+                self._keys.linkage_key(agreement.id), normalised, agreement.linkage.match_keys
+            )
+            if not tokens:
+                raise ValidationError(
+                    "too few identifiers to match safely: give an NHS number, a UPN, or given "
+                    "name, family name, date of birth and postcode",
+                    code="identifiers_insufficient",
+                )
+        except ValidationError as exc:
+            self._refuse(base, exc.code, {})
+            raise
+        with self._units() as uow:
+            subject, rule = find_subject(
+                tokens,
+                subjects_for=lambda mk, t: uow.linkage.subjects_for_tokens(agreement.id, mk, t),
+                identity_of=lambda mk, s: uow.linkage.tokens_of_subjects(agreement.id, mk, s),
+            )
+            holdings = (
+                () if subject is None else self._holdings(uow, versions, subject, request, decision)
+            )
+            released = sorted(
+                {f"{h.dataset}.{name}" for h in holdings for r in h.records for name in r.fields}
+            )
+            forms = {f"{f.dataset}.{f.field}": f.form for f in decision.fields}
+            entry = self._audit(
+                uow,
+                with_changes(
+                    base,
+                    detail={
+                        "matched": subject is not None,
+                        "subject": subject,
+                        "rule": rule,
+                        "released": [{"field": name, "form": forms[name]} for name in released],
+                        "providers": sorted({h.agency for h in holdings}),
+                        "warnings": warning_codes(decision.warnings),
+                    },
+                ),
+            )
+            uow.commit()
+        return LookupResult(
+            matched=subject is not None,
+            pseudonym=None
+            if subject is None
+            else pseudonym(self._keys.pseudonym_key(agreement.id, agency), subject),
+            agreement_id=agreement.id,
+            agreement_version=agreement.version,
+            purpose=purpose,
+            holdings=holdings,
+            audit_entry=entry.seq,
+            released=tuple(released),
+            warnings=decision.warnings,
+        )
+
+    def _holdings(
+        self,
+        uow: UnitOfWork,
+        versions: Sequence[Agreement],
+        subject: str,
+        request: ReleaseRequest,
+        permit: Permit,
+    ) -> tuple[Holding, ...]:
+        agreement = versions[0]
+        # Records stay governed by the version they were received under: that
+        # version (and any later one) can narrow what the live version permits.
+        per_version: dict[int, Permit | None] = {permit.agreement_version: permit}
+        data_key = self._keys.data_key(agreement.id)
+        grouped: dict[tuple[str, str], list[ReleasedRecord]] = {}
+        for row in uow.records.of_subject(agreement.id, subject):
+            # Partners' holdings only: a recipient already knows what it supplied itself.
+            if row.agency_id == request.agency:
+                continue
+            if row.agreement_version not in per_version:
+                governed = decide_under(versions, request, received_under=row.agreement_version)
+                per_version[row.agreement_version] = (
+                    governed if isinstance(governed, Permit) else None
+                )
+            governing = per_version[row.agreement_version]
+            if governing is None or row.dataset_id not in {f.dataset for f in governing.fields}:
+                continue
+            stored = json.loads(
+                unseal(data_key, row.payload, associated_data(agreement.id, row.id))
+            )
+            fields = released_fields(row.dataset_id, stored, governing.fields, on=request.on)
+            reference = row.source_ref if governing.reveal_record_reference else None
+            grouped.setdefault((row.agency_id, row.dataset_id), []).append(
+                ReleasedRecord(reference=reference, fields=fields)
+            )
+        return tuple(
+            Holding(agency=agency, dataset=dataset, records=tuple(records))
+            for (agency, dataset), records in sorted(grouped.items())
+        )
+
+    def subjects_for_identifiers(
+        self, identifiers: Mapping[str, str], agreement_ids: Sequence[str] | None = None
+    ) -> dict[str, str]:
+        """The broker's subject id, per agreement, for a young person's identifiers.
+
+        For audit search and subject access: the identifiers are normalised and
+        tokenised as a lookup would be, and never stored or logged. Only the
+        agreements named (default: all) are searched; one with no match is left out.
+        """
+        normalised = _lookup_identifiers(identifiers)
+        registry = self.registry
+        today = self._today()
+        found: dict[str, str] = {}
+        usable = False
+        with self._units() as uow:
+            for agreement_id in agreement_ids if agreement_ids is not None else registry.ids():
+                agreement = registry.get(agreement_id, today)
+                linkage_key = self._keys.linkage_key(agreement.id)
+                tokens = record_tokens(linkage_key, normalised, agreement.linkage.match_keys)
+                usable = usable or bool(tokens)
+                if not tokens:
+                    continue
+                subject, _ = find_subject(
+                    tokens,
+                    subjects_for=partial(uow.linkage.subjects_for_tokens, agreement.id),
+                    identity_of=partial(uow.linkage.tokens_of_subjects, agreement.id),
+                )
+                if subject is not None:
+                    found[agreement.id] = subject
+        if not usable:
+            raise ValidationError(
+                "too few identifiers to find anyone: give an NHS number, a UPN, or given name, "
+                "family name, date of birth and postcode",
+                code="identifiers_insufficient",
+            )
+        return found
+
+
+_LOOKUP_NORMALISERS = {
+    "given_name": normalise_name,
+    "family_name": normalise_name,
+    "date_of_birth": normalise_date,
+    "postcode": normalise_postcode,
+    "nhs_number": normalise_nhs_number,
+    "upn": normalise_upn,
+}
+
+
+def _lookup_identifiers(raw: Mapping[str, str]) -> dict[str, str]:
+    """Normalise the identifiers of a lookup; any invalid one refuses the lookup."""
+    out: dict[str, str] = {}
+    for name, value in raw.items():
+        normaliser = _LOOKUP_NORMALISERS.get(name)
+        if normaliser is None:
+            raise ValidationError(
+                f"'{name[:64]}' is not an identifier a lookup accepts",
+                code="identifier_unknown",
+                location=Location(field=name[:64]),
+            )
+        try:
+            out[name] = normaliser(value)
+        except IdentifierError as exc:
+            raise IdentifierError(exc.message, location=Location(field=name)) from None
+    return out
