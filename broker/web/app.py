@@ -9,18 +9,27 @@ from fastapi import FastAPI
 
 import broker
 from broker.bootstrap import Runtime
+from broker.telemetry import Telemetry
 from broker.web.errors import install_error_handlers
-from broker.web.middleware import GuardMiddleware
+from broker.web.middleware import GuardMiddleware, ObserveMiddleware
 from broker.web.routes import agreements, audit, audit_search, health, ingest, lookup
+from broker.web.routes import telemetry as telemetry_health
 
 
-def create_app(runtime: Runtime) -> FastAPI:
-    """Build the HTTP API around a prepared runtime (see ``broker.bootstrap.build_runtime``)."""
+def create_app(runtime: Runtime, *, telemetry: Telemetry | None = None) -> FastAPI:
+    """Build the HTTP API around a prepared runtime (see ``broker.bootstrap.build_runtime``).
+
+    Telemetry comes from the ``OTEL_*`` environment variables unless
+    ``telemetry`` is given; the app shuts down only telemetry it built.
+    """
+    observed = telemetry or Telemetry.from_environment()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         runtime.engine.dispose()
+        if telemetry is None:
+            observed.shutdown()
 
     app = FastAPI(
         title="Accord broker API",
@@ -32,8 +41,11 @@ def create_app(runtime: Runtime) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.broker = runtime.broker
+    app.state.telemetry = observed
     install_error_handlers(app)
+    # The last added runs first: the observer must see (and label) the guard's refusals.
     app.add_middleware(GuardMiddleware, max_body_bytes=runtime.settings.max_body_bytes)
-    for module in (health, agreements, ingest, lookup, audit, audit_search):
+    app.add_middleware(ObserveMiddleware, telemetry=observed)
+    for module in (health, telemetry_health, agreements, ingest, lookup, audit, audit_search):
         app.include_router(module.router)
     return app

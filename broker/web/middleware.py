@@ -1,21 +1,48 @@
-"""ASGI middleware guarding the API before any route runs: body size, content type, request id."""
+"""ASGI middleware run before any route: request id, telemetry and access log, then the guard.
+
+``ObserveMiddleware`` is outermost: it assigns the request id (the caller's
+``X-Request-Id`` if it is a safe token), returns it on every response, opens the
+request's server span and writes one access line and one duration measurement
+when the response is done. ``GuardMiddleware`` then refuses non-JSON bodies
+(415) and bodies over the limit (413).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import secrets
+from time import perf_counter
+from typing import Any
 
+from opentelemetry.context import Context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from broker.log_format import bind_request_id, reset_request_id
+from broker.telemetry import Telemetry
 from broker.web.errors import error_body
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+# Only the W3C trace context is taken from callers; baggage could carry anything.
+_PROPAGATOR = TraceContextTextMapPropagator()
+access_log = logging.getLogger("broker.access")
 
 
-async def _send_error(send: Send, status: int, code: str, message: str, request_id: str) -> None:
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def _route_template(scope: Scope) -> str | None:
+    """The matched route's template (Starlette leaves the route in the scope), never the path."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else None
+
+
+async def _send_error(send: Send, status: int, code: str, message: str) -> None:
     body = json.dumps(error_body(code, message)).encode("utf-8")
     await send(
         {
@@ -24,11 +51,69 @@ async def _send_error(send: Send, status: int, code: str, message: str, request_
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", request_id.encode()),
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class ObserveMiddleware:
+    """Request id, server span, request metrics and the access line for every HTTP request."""
+
+    def __init__(self, app: ASGIApp, *, telemetry: Telemetry) -> None:
+        self.app = app
+        self.telemetry = telemetry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        offered = headers.get("x-request-id", "")
+        request_id = offered if _REQUEST_ID.match(offered) else secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+        parent: Context = _PROPAGATOR.extract(headers)
+        method: str = scope["method"]
+        status = 500  # what the server answers if the app fails before it starts a response
+        error_type: str | None = None
+        started = perf_counter()
+
+        async def tagged_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                extra = (b"x-request-id", request_id.encode())
+                message["headers"] = [*message.get("headers", []), extra]
+            await send(message)
+
+        token = bind_request_id(request_id)
+        try:
+            with self.telemetry.server_span(method, parent) as span:
+                try:
+                    await self.app(scope, receive, tagged_send)
+                except BaseException as exc:
+                    error_type = type(exc).__qualname__
+                    raise
+                finally:
+                    seconds = perf_counter() - started
+                    route = _route_template(scope)
+                    self.telemetry.finish_request(
+                        span,
+                        method=method,
+                        route=route,
+                        status=status,
+                        seconds=seconds,
+                        error_type=error_type,
+                    )
+                    fields: dict[str, Any] = {
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(seconds * 1000, 3),
+                    }
+                    access_log.info("%s %s %s", method, route or "-", status, extra=fields)
+        finally:
+            reset_request_id(token)
 
 
 class _TooLarge(Exception):
@@ -36,7 +121,7 @@ class _TooLarge(Exception):
 
 
 class GuardMiddleware:
-    """Assigns a request id, refuses non-JSON bodies (415) and bodies over the limit (413)."""
+    """Refuses non-JSON bodies (415) and bodies over the limit (413), before any route runs."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
@@ -46,10 +131,7 @@ class GuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        offered = headers.get("x-request-id", "")
-        request_id = offered if _REQUEST_ID.match(offered) else secrets.token_hex(8)
-        scope.setdefault("state", {})["request_id"] = request_id
+        headers = _headers(scope)
 
         # A bodiless command (activate, resume) declares no body and needs no content type.
         bodiless = headers.get("content-length", "0") == "0" and "content-type" not in headers
@@ -58,16 +140,12 @@ class GuardMiddleware:
             media = headers.get("content-type", "").split(";")[0].strip().lower()
             if media != "application/json":
                 await _send_error(
-                    send,
-                    415,
-                    "unsupported_media_type",
-                    "send the request body as application/json",
-                    request_id,
+                    send, 415, "unsupported_media_type", "send the request body as application/json"
                 )
                 return
             declared = headers.get("content-length")
             if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-                await _send_error(send, 413, "body_too_large", self._too_large(), request_id)
+                await _send_error(send, 413, "body_too_large", self._too_large())
                 return
 
         received = 0
@@ -83,19 +161,16 @@ class GuardMiddleware:
                     raise _TooLarge
             return message
 
-        async def tagged_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             # Once the body overflowed, whatever the app answers is replaced by one 413.
             if too_large:
                 return
-            if message["type"] == "http.response.start":
-                extra = (b"x-request-id", request_id.encode())
-                message["headers"] = [*message.get("headers", []), extra]
             await send(message)
 
         with contextlib.suppress(_TooLarge):
-            await self.app(scope, limited_receive, tagged_send)
+            await self.app(scope, limited_receive, guarded_send)
         if too_large:
-            await _send_error(send, 413, "body_too_large", self._too_large(), request_id)
+            await _send_error(send, 413, "body_too_large", self._too_large())
 
     def _too_large(self) -> str:
         return f"request body is larger than {self.max_body_bytes} bytes; send smaller batches"
