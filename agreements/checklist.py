@@ -28,6 +28,8 @@ _MATCH_KEY_IDENTIFIERS: dict[str, tuple[str, ...]] = {
     "nhs": ("nhs_number",),
     "upn": ("upn",),
     "name_dob_postcode": ("given_name", "family_name", "date_of_birth", "postcode"),
+    "variant_dob_postcode": ("given_name", "family_name", "date_of_birth", "postcode"),
+    "swapped_names_dob_postcode": ("given_name", "family_name", "date_of_birth", "postcode"),
 }
 _DEFAULT_REVIEW_MONTHS = 12
 _MAX_LIFE_MONTHS = 36

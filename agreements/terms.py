@@ -23,7 +23,11 @@ QualifiedField = Annotated[str, StringConstraints(pattern=QUALIFIED_FIELD_PATTER
 
 OutputKind = Literal["lookup", "notification", "cohort", "aggregate"]
 PartyRole = Literal["provider", "recipient", "lead"]
-MatchKeyName = Literal["nhs", "upn", "name_dob_postcode"]
+# The names of broker.linkage.MATCH_KEYS (a test keeps them in step). The last two are
+# fuzzy (a given-name variant, given and family names swapped) and apply only where named.
+MatchKeyName = Literal[
+    "nhs", "upn", "name_dob_postcode", "variant_dob_postcode", "swapped_names_dob_postcode"
+]
 
 
 class Frozen(BaseModel):

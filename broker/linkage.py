@@ -1,4 +1,4 @@
-"""Exact-token linkage: which stored subject, if any, is this record about?
+"""Token linkage: which stored subject, if any, is this record about?
 
 Each record yields one token per match key it has the identifiers for. Keys
 are tried strongest first; a record joins a subject only when a key points at
@@ -6,6 +6,16 @@ exactly one subject that does not contradict it. A subject contradicts a
 record when both hold an NHS number (or both a UPN) and they differ: that is
 how twins and same-name strangers are kept apart. Precision comes first, so
 an ambiguous key links nothing rather than guessing.
+
+Two fuzzier keys (strength 1) catch what exact names miss, and apply only
+where an agreement names them: ``variant_dob_postcode`` hashes the given name's
+group from :mod:`broker.name_variants` ("Bill" and "William" agree), and
+``swapped_names_dob_postcode`` hashes the two names in sorted order (a given
+and a family name entered the wrong way round agree). Both still need the
+family name (or the other name), date of birth and postcode to agree, so twins
+with different given names never share their tokens. A fuzzy key is not tried
+once a key before it has found more than one subject: it could only choose
+among them by a weaker likeness.
 
 The functions here are pure: storage is reached through the lookups passed in.
 """
@@ -16,25 +26,53 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from broker.name_variants import canonical_given_name
 from broker.pseudonymise import token
+
+FUZZY_STRENGTH = 1
+_NAMES_DOB_POSTCODE = ("given_name", "family_name", "date_of_birth", "postcode")
+
+
+def _as_given(values: list[str]) -> list[str]:
+    return values
+
+
+def _given_name_group(values: list[str]) -> list[str]:
+    return [canonical_given_name(values[0]), *values[1:]]
+
+
+def _names_sorted(values: list[str]) -> list[str]:
+    # Sorted rather than both orders, so a record makes one token and not two.
+    return [*sorted(values[:2]), *values[2:]]
 
 
 @dataclass(frozen=True)
 class MatchKey:
-    """A combination of normalised identifiers that, when equal, means the same subject."""
+    """A combination of normalised identifiers that, when equal, means the same subject.
+
+    ``prepare`` turns the identifiers' values, in the order named, into what is
+    hashed; exact keys hash them as they are.
+    """
 
     name: str
     identifiers: tuple[str, ...]
     strength: int
     identity: bool = False  # a national identifier: differing values mean different people
+    prepare: Callable[[list[str]], list[str]] = _as_given
+
+    @property
+    def fuzzy(self) -> bool:
+        """Whether equal tokens mean only a likeness (a name variant, swapped names)."""
+        return self.strength <= FUZZY_STRENGTH
 
 
+# Strongest first: resolution tries them in this order, whatever order an agreement lists.
 MATCH_KEYS: tuple[MatchKey, ...] = (
     MatchKey("nhs", ("nhs_number",), strength=3, identity=True),
     MatchKey("upn", ("upn",), strength=3, identity=True),
-    MatchKey(
-        "name_dob_postcode", ("given_name", "family_name", "date_of_birth", "postcode"), strength=2
-    ),
+    MatchKey("name_dob_postcode", _NAMES_DOB_POSTCODE, strength=2),
+    MatchKey("variant_dob_postcode", _NAMES_DOB_POSTCODE, strength=1, prepare=_given_name_group),
+    MatchKey("swapped_names_dob_postcode", _NAMES_DOB_POSTCODE, strength=1, prepare=_names_sorted),
 )
 IDENTITY_KEYS = tuple(k.name for k in MATCH_KEYS if k.identity)
 
@@ -46,7 +84,9 @@ def record_tokens(
 ) -> dict[str, str]:
     """Tokens for every match key whose identifiers the record has (already normalised).
 
-    ``match_keys`` names the keys an agreement's linkage section allows; None means all.
+    ``match_keys`` names the keys an agreement's linkage section allows; None means
+    all, the fuzzy ones included. An agency that tokenises at source calls this
+    too, so its tokens equal the broker's.
     """
     allowed = None if match_keys is None else set(match_keys)
     tokens: dict[str, str] = {}
@@ -55,7 +95,7 @@ def record_tokens(
             continue
         values = [identifiers.get(name) for name in key.identifiers]
         if all(values):
-            tokens[key.name] = token(linkage_key, key.name, [v for v in values if v])
+            tokens[key.name] = token(linkage_key, key.name, key.prepare([v for v in values if v]))
     return tokens
 
 
@@ -104,15 +144,19 @@ class _Index:
         return True
 
     def resolve(self, tokens: Mapping[str, str]) -> tuple[str | None, str | None]:
+        ambiguous = False
         for key in MATCH_KEYS:
             value = tokens.get(key.name)
             if value is None:
                 continue
+            if ambiguous and key.fuzzy:
+                break
             candidates = {
                 s for s in self.by_token.get((key.name, value), ()) if self.compatible(s, tokens)
             }
             if len(candidates) == 1:
                 return next(iter(candidates)), key.name
+            ambiguous = ambiguous or len(candidates) > 1
         return None, None
 
     def place(self, subject: str, tokens: Mapping[str, str]) -> None:

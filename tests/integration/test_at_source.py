@@ -11,12 +11,17 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text
 
 from adapters.tokenise import batch_body, read_tokenised, tokenise_rows, write_tokenised
-from broker.bootstrap import Runtime
+from agreements.demo_approvals import approve_for_demo
+from agreements.loader import load_agreement
+from broker.bootstrap import Runtime, build_runtime
+from broker.clock import FixedClock
+from broker.config import Settings
 from broker.db.repositories import RECORD, SUBJECT, TOKEN
 from broker.errors import BatchRejected, Conflict
 from broker.ingest import AtSource
 from broker.keys import LinkageKey, load_linkage_key_file
 from broker.web.app import create_app
+from tests.conftest import EXAMPLES
 from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, example_agreement, school_record
 
 ED = "ed-attendances"
@@ -284,3 +289,60 @@ def test_tokenised_batch_over_http(runtime: Runtime, client: TestClient, tmp_pat
     )
     assert clear.status_code == 201, clear.text
     assert clear.json()["tokenised_at_source"] is False
+
+
+@pytest.fixture
+def fuzzy_agreement(tmp_path: Path) -> Path:
+    """The example agreement, re-approved with the fuzzy match keys added to its linkage."""
+    folder = tmp_path / "fuzzy"
+    folder.mkdir()
+    text = (EXAMPLES / f"{AGREEMENT}.yaml").read_text()
+    exact = "  match_keys: [nhs, name_dob_postcode]\n"
+    assert exact in text
+    fuzzy = (
+        "  match_keys: [nhs, name_dob_postcode, variant_dob_postcode, swapped_names_dob_postcode]\n"
+    )
+    path = folder / f"{AGREEMENT}.yaml"
+    path.write_text(text.replace(exact, fuzzy))
+    approve_for_demo(path)
+    return path
+
+
+def test_fuzzy_keys_link_tokenised_records_where_the_agreement_names_them(
+    settings: Settings, clock: FixedClock, fuzzy_agreement: Path, tmp_path: Path
+) -> None:
+    runtime = build_runtime(
+        settings.model_copy(update={"agreements_dir": fuzzy_agreement.parent}), clock=clock
+    )
+    try:
+        _ingest_school(
+            runtime,
+            school_record("SCH-1", given="William"),
+            school_record("SCH-2", given="Amira", family="Mensah"),
+        )
+        agreement = load_agreement(fuzzy_agreement)
+        dataset = agreement.dataset(ED)
+        assert dataset is not None
+        rows = [
+            ed_record("ED-1", given="Bill"),  # William's nickname
+            ed_record("ED-2", given="Mensah", family="Amira"),  # names the wrong way round
+            ed_record("ED-3", given="Alex"),  # no group: Alexander's or Alexandra's
+        ]
+        as_text = [
+            {k: str(v).lower() if isinstance(v, bool) else v for k, v in r.items()} for r in rows
+        ]
+        linkage = _linkage(runtime, tmp_path)
+        tokenised = tokenise_rows(as_text, dataset, linkage, agreement.linkage.match_keys)
+        path = tmp_path / "ed-fuzzy.csv"
+        write_tokenised(path, tokenised)
+        result = _ingest_ed(
+            runtime, read_tokenised(path), AtSource(linkage.check_value, linkage.version)
+        )
+        assert result.linked_by_rule == {
+            "variant_dob_postcode": 1,
+            "swapped_names_dob_postcode": 1,
+        }
+        assert result.new_subjects == 1
+        assert _count(runtime, SUBJECT) == 3
+    finally:
+        runtime.engine.dispose()

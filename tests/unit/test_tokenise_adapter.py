@@ -19,6 +19,7 @@ from adapters.tokenise import (
     read_tokenised,
     tokenise_extract,
     tokenise_rows,
+    write_tokenised,
 )
 from agreements.models import Dataset
 from broker.cli import adapter as adapter_cli
@@ -71,10 +72,12 @@ def _row(ref: str, **values: str) -> dict[str, str]:
     return {k: v for k, v in row.items() if v != ""}
 
 
-def _broker_tokens(dataset: Dataset, row: dict[str, str]) -> dict[str, str]:
+def _broker_tokens(
+    dataset: Dataset, row: dict[str, str], match_keys: tuple[str, ...] = MATCH_KEYS
+) -> dict[str, str]:
     """What the broker computes for the same record sent in clear."""
     (valid,) = validate_batch(dataset, [row], max_field_length=1024)
-    return record_tokens(RING.linkage_key(AGREEMENT), valid.identifiers, MATCH_KEYS)
+    return record_tokens(RING.linkage_key(AGREEMENT), valid.identifiers, match_keys)
 
 
 def _write_csv(path: Path, header: str, *lines: str) -> Path:
@@ -108,6 +111,37 @@ def test_tokens_equal_the_brokers_for_the_same_person_however_typed() -> None:
         assert _broker_tokens(dataset, row) == expected
         assert written["token_nhs"] == expected["nhs"]
         assert written["token_name_dob_postcode"] == expected["name_dob_postcode"]
+
+
+ALL_KEYS = ("nhs", "upn", "name_dob_postcode", "variant_dob_postcode", "swapped_names_dob_postcode")
+
+
+def test_tokens_equal_the_brokers_for_all_five_match_keys(tmp_path: Path) -> None:
+    # A dataset with both national identifiers, under an agreement naming every key.
+    dataset = _ed().model_copy(update={"identifiers": (*_ed().identifiers, "upn")})
+    typed = [
+        _row("A", given_name="William", upn="A123456789012"),
+        _row("B", given_name=" BILL ", postcode="ns14ab", nhs_number="943 476 5919"),
+        _row("C", given_name=FAMILY, family_name=GIVEN, upn="a123456789012"),
+    ]
+    result = tokenise_rows(typed, dataset, _linkage(), ALL_KEYS)
+    assert result.rejected == ()
+    assert result.columns[1:6] == tuple(f"token_{key}" for key in ALL_KEYS)
+    broker = [_broker_tokens(dataset, row, ALL_KEYS) for row in typed]
+    william, bill, swapped = broker
+    assert set(william) == set(ALL_KEYS)
+    assert bill["variant_dob_postcode"] == william["variant_dob_postcode"]
+    assert bill["name_dob_postcode"] != william["name_dob_postcode"]
+    unswapped = _broker_tokens(dataset, _row("D"), ALL_KEYS)
+    assert swapped["swapped_names_dob_postcode"] == unswapped["swapped_names_dob_postcode"]
+    # Through the output file and the broker's checks of a tokenised batch, unchanged.
+    path = tmp_path / "tokens.csv"
+    write_tokenised(path, result)
+    body = batch_body(read_tokenised(path), _linkage())
+    valid = validate_tokenised_batch(
+        dataset, body["records"], match_keys=ALL_KEYS, max_field_length=1024
+    )
+    assert [v.tokens for v in valid] == broker
 
 
 def test_date_format_of_the_dataset_is_applied() -> None:
