@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import date
+from operator import mul
 from typing import Literal
 
 from broker.errors import IdentifierError
@@ -28,7 +29,11 @@ _NAME_SEPARATORS = re.compile(r"[\s\-\u2010\u2011\u2012\u2013\u2014.,_/]+")
 def _reject_unusable(raw: str, what: str) -> None:
     if len(raw) > MAX_IDENTIFIER_LENGTH:
         raise IdentifierError(f"{what} is longer than {MAX_IDENTIFIER_LENGTH} characters")
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in raw if ch not in "\t "):
+    # A printable string holds no character of the categories refused here (all are
+    # "Other"), and the check is one C call; only the rest need a category per character.
+    if not raw.isprintable() and any(
+        unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in raw if ch not in "\t "
+    ):
         raise IdentifierError(f"{what} contains control or formatting characters")
 
 
@@ -57,6 +62,20 @@ def _fold(text: str) -> str:
     return text
 
 
+# For an ASCII name, one translation does what folding, dropping apostrophes and
+# splitting on separators do for any name: capitals to small letters, each separator
+# to a space, and every other character (digits, apostrophes, punctuation) dropped.
+_ASCII_SEPARATORS = " \t-.,_/"
+_ASCII_NAME = str.maketrans(
+    {
+        **dict.fromkeys(map(chr, range(128))),
+        **{letter: letter for letter in "abcdefghijklmnopqrstuvwxyz"},
+        **{letter: letter.lower() for letter in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"},
+        **dict.fromkeys(_ASCII_SEPARATORS, " "),
+    }
+)
+
+
 def name_parts(raw: str) -> tuple[str, ...]:
     """Split a name into normalised parts, dropping leading titles.
 
@@ -64,6 +83,22 @@ def name_parts(raw: str) -> tuple[str, ...]:
     IdentifierError when no letters remain.
     """
     _reject_unusable(raw, "name")
+    parts = raw.translate(_ASCII_NAME).split() if raw.isascii() else _unicode_parts(raw)
+    while len(parts) > 1 and parts[0] in _TITLES:
+        parts.pop(0)
+    if not parts:
+        raise IdentifierError("name has no letters")
+    # Compatibility decomposition can lengthen a name (U+FDFA is eighteen characters);
+    # a canonical form the limit would refuse on its next pass is not canonical.
+    if sum(map(len, parts)) > MAX_IDENTIFIER_LENGTH:
+        raise IdentifierError(
+            f"name is longer than {MAX_IDENTIFIER_LENGTH} characters once normalised"
+        )
+    return tuple(parts)
+
+
+def _unicode_parts(raw: str) -> list[str]:
+    """The parts of any name, titles not yet dropped (an ASCII name needs only _ASCII_NAME)."""
     folded = _fold(raw)
     for mark in _APOSTROPHES:
         folded = folded.replace(mark, "")
@@ -72,17 +107,7 @@ def name_parts(raw: str) -> tuple[str, ...]:
         letters = "".join(ch for ch in chunk if ch.isalpha())
         if letters:
             parts.append(_fold(letters))
-    while len(parts) > 1 and parts[0] in _TITLES:
-        parts.pop(0)
-    if not parts:
-        raise IdentifierError("name has no letters")
-    # Compatibility decomposition can lengthen a name (U+FDFA is eighteen characters);
-    # a canonical form the limit would refuse on its next pass is not canonical.
-    if sum(len(part) for part in parts) > MAX_IDENTIFIER_LENGTH:
-        raise IdentifierError(
-            f"name is longer than {MAX_IDENTIFIER_LENGTH} characters once normalised"
-        )
-    return tuple(parts)
+    return parts
 
 
 def normalise_name(raw: str) -> str:
@@ -102,6 +127,17 @@ _DATE_PATTERNS: dict[str, re.Pattern[str]] = {
 }
 
 
+def _is_plain_iso(raw: str) -> bool:
+    """Whether ``raw`` is exactly ``DDDD-DD-DD`` in ASCII digits."""
+    return (
+        len(raw) == 10
+        and raw[4] == "-"
+        and raw[7] == "-"
+        and raw.isascii()
+        and (raw[:4] + raw[5:7] + raw[8:]).isdigit()
+    )
+
+
 def parse_date(raw: str, fmt: DateFormat = "iso") -> date:
     """Parse a date in the dataset's declared format; never guesses DD/MM against MM/DD.
 
@@ -109,13 +145,17 @@ def parse_date(raw: str, fmt: DateFormat = "iso") -> date:
     or a year outside 1900-2100.
     """
     _reject_unusable(raw, "date")
-    pattern = _DATE_PATTERNS.get(fmt)
-    if pattern is None:
-        raise IdentifierError(f"date format '{fmt}' is not one of iso, dmy, mdy")
-    match = pattern.match(raw.strip())
-    if match is None:
-        raise IdentifierError(f"date is not in the declared format '{fmt}'")
-    year, month, day = int(match["y"]), int(match["m"]), int(match["d"])
+    if fmt == "iso" and _is_plain_iso(raw):
+        # What the iso pattern would match, read by position: most dates arrive so.
+        year, month, day = int(raw[:4]), int(raw[5:7]), int(raw[8:])
+    else:
+        pattern = _DATE_PATTERNS.get(fmt)
+        if pattern is None:
+            raise IdentifierError(f"date format '{fmt}' is not one of iso, dmy, mdy")
+        match = pattern.match(raw.strip())
+        if match is None:
+            raise IdentifierError(f"date is not in the declared format '{fmt}'")
+        year, month, day = int(match["y"]), int(match["m"]), int(match["d"])
     if not 1900 <= year <= 2100:
         raise IdentifierError("date has a year outside 1900-2100")
     try:
@@ -159,11 +199,17 @@ def postcode_sector(postcode: str) -> str:
     return f"{outward} {inward[0]}"
 
 
+_NHS_WEIGHTS = range(10, 1, -1)
+# Encoded, the digits are their code points: the weighted sum of the bytes less 48 ("0")
+# times the sum of the weights is the weighted sum of the digits, with no int() per digit.
+_NHS_ZEROS = 48 * sum(_NHS_WEIGHTS)
+
+
 def nhs_check_digit(first_nine: str) -> int | None:
     """The modulus 11 check digit for the first nine digits, or None where none is valid."""
     if len(first_nine) != 9 or not first_nine.isascii() or not first_nine.isdigit():
         raise IdentifierError("NHS number must start with nine digits")
-    total = sum(int(d) * w for d, w in zip(first_nine, range(10, 1, -1), strict=True))
+    total: int = sum(map(mul, first_nine.encode("ascii"), _NHS_WEIGHTS)) - _NHS_ZEROS
     check = 11 - total % 11
     if check == 11:
         return 0
@@ -179,7 +225,7 @@ def normalise_nhs_number(raw: str) -> str:
     when the shape or the check digit is wrong.
     """
     _reject_unusable(raw, "NHS number")
-    digits = "".join(ch for ch in raw if ch not in " -")
+    digits = raw.replace(" ", "").replace("-", "")
     if len(digits) != 10 or not digits.isascii() or not digits.isdigit():
         raise IdentifierError("NHS number must be ten digits")
     if nhs_check_digit(digits[:9]) != int(digits[9]):
@@ -188,6 +234,8 @@ def normalise_nhs_number(raw: str) -> str:
 
 
 _UPN_LETTERS = "ABCDEFGHJKLMNPQRTUVWXYZ"
+_UPN_DIGIT_WEIGHTS = range(2, 13)  # the eleven digits; the twelfth character weighs 13
+_UPN_ZEROS = 48 * sum(_UPN_DIGIT_WEIGHTS)  # as _NHS_ZEROS
 
 
 def upn_check_letter(rest: str) -> str:
@@ -200,12 +248,13 @@ def upn_check_letter(rest: str) -> str:
         raise IdentifierError("unique pupil number must have eleven digits after its check letter")
     last = rest[11]
     if last.isdigit():
-        values = [int(c) for c in rest]
+        last_value = int(last)
     elif last in _UPN_LETTERS:
-        values = [int(c) for c in rest[:11]] + [_UPN_LETTERS.index(last)]
+        last_value = _UPN_LETTERS.index(last)
     else:
         raise IdentifierError("unique pupil number has an invalid final character")
-    total = sum(v * w for v, w in zip(values, range(2, 14), strict=True))
+    digits: int = sum(map(mul, rest[:11].encode("ascii"), _UPN_DIGIT_WEIGHTS)) - _UPN_ZEROS
+    total = digits + last_value * 13
     return _UPN_LETTERS[total % 23]
 
 

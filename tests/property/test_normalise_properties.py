@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Callable
+from datetime import date
 
 import pytest
 from hypothesis import assume, given, settings
@@ -205,3 +208,97 @@ def test_upn_with_its_check_letter_validates_and_a_changed_digit_does_not(
     changed = upn[:position] + str((int(upn[position]) + shift) % 10) + upn[position + 1 :]
     with pytest.raises(IdentifierError):
         normalise.normalise_upn(changed)
+
+
+# -- fast paths ----------------------------------------------------------------
+# The normalisers take shortcuts for the common case (printable text, ASCII names,
+# plain ISO dates, check digits from bytes). Each is held here to the general code
+# it stands in for, which is kept as the reference.
+
+
+def _reference_unusable(raw: str) -> bool:
+    return any(
+        unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co") for ch in raw if ch not in "\t "
+    )
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw=TEXT | st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=30))
+def test_the_printable_shortcut_refuses_exactly_what_the_category_check_refuses(
+    raw: str,
+) -> None:
+    assume(len(raw) <= normalise.MAX_IDENTIFIER_LENGTH)
+    try:
+        normalise._reject_unusable(raw, "x")
+    except IdentifierError:
+        refused = True
+    else:
+        refused = False
+    assert refused == _reference_unusable(raw)
+
+
+ASCII_NAMES = st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=40) | st.text(
+    alphabet=st.sampled_from(list("abcXYZ mr dr -.,_/'`\t09&()")), max_size=30
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw=ASCII_NAMES)
+def test_an_ascii_name_splits_as_the_general_path_splits_it(raw: str) -> None:
+    assume(not _reference_unusable(raw))
+    assert raw.translate(normalise._ASCII_NAME).split() == normalise._unicode_parts(raw)
+
+
+def _reference_date(raw: str) -> date | None:
+    match = re.match(r"^(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})$", raw.strip(), re.ASCII)
+    if match is None:
+        return None
+    try:
+        parsed = date(int(match["y"]), int(match["m"]), int(match["d"]))
+    except ValueError:
+        return None
+    return parsed if 1900 <= parsed.year <= 2100 else None
+
+
+@st.composite
+def foreign_digit_dates(draw: st.DrawFn) -> str:
+    """A real ISO date with one digit written in another script, which int() would read."""
+    text = draw(st.dates(date(1900, 1, 1), date(2100, 12, 31))).isoformat()
+    position = draw(st.sampled_from([0, 1, 2, 3, 5, 6, 8, 9]))
+    zero = draw(st.sampled_from([0x660, 0xFF10, 0x966]))  # Arabic-Indic, fullwidth, Devanagari
+    return text[:position] + chr(zero + int(text[position])) + text[position + 1 :]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    raw=st.text(alphabet=st.sampled_from(list("0123456789-- /x\u0663")), max_size=12)
+    | st.dates().map(date.isoformat)
+    | foreign_digit_dates()
+    | TEXT
+)
+def test_a_plain_iso_date_reads_as_the_pattern_reads_it(raw: str) -> None:
+    assume(not _reference_unusable(raw) and len(raw) <= normalise.MAX_IDENTIFIER_LENGTH)
+    parsed = _attempt(lambda value: normalise.parse_date(value, "iso").isoformat(), raw)
+    expected = _reference_date(raw)
+    assert parsed == (None if expected is None else expected.isoformat())
+
+
+@settings(max_examples=300, deadline=None)
+@given(first_nine=NINE_DIGITS)
+def test_nhs_check_digit_from_bytes_is_the_weighted_sum_of_digits(first_nine: str) -> None:
+    total = sum(int(d) * w for d, w in zip(first_nine, range(10, 1, -1), strict=True))
+    check = 11 - total % 11
+    expected = 0 if check == 11 else None if check == 10 else check
+    assert normalise.nhs_check_digit(first_nine) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    digits=st.text(alphabet="0123456789", min_size=11, max_size=11),
+    last=st.sampled_from([*"0123456789", *"ABCDEFGHJKLMNPQRTUVWXYZ"]),
+)
+def test_upn_check_letter_from_bytes_is_the_weighted_sum(digits: str, last: str) -> None:
+    letters = "ABCDEFGHJKLMNPQRTUVWXYZ"
+    values = [int(c) for c in digits] + [int(last) if last.isdigit() else letters.index(last)]
+    total = sum(v * w for v, w in zip(values, range(2, 14), strict=True))
+    assert normalise.upn_check_letter(digits + last) == letters[total % 23]
