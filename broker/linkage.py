@@ -27,23 +27,23 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from broker.name_variants import canonical_given_name
-from broker.pseudonymise import token
+from broker.pseudonymise import Tokeniser
 
 FUZZY_STRENGTH = 1
 _NAMES_DOB_POSTCODE = ("given_name", "family_name", "date_of_birth", "postcode")
 
 
-def _as_given(values: list[str]) -> list[str]:
-    return values
-
-
+# Each is given a fresh list (MatchKey.values makes one per call) and may change it.
 def _given_name_group(values: list[str]) -> list[str]:
-    return [canonical_given_name(values[0]), *values[1:]]
+    values[0] = canonical_given_name(values[0])
+    return values
 
 
 def _names_sorted(values: list[str]) -> list[str]:
     # Sorted rather than both orders, so a record makes one token and not two.
-    return [*sorted(values[:2]), *values[2:]]
+    if values[1] < values[0]:
+        values[0], values[1] = values[1], values[0]
+    return values
 
 
 @dataclass(frozen=True)
@@ -51,19 +51,26 @@ class MatchKey:
     """A combination of normalised identifiers that, when equal, means the same subject.
 
     ``prepare`` turns the identifiers' values, in the order named, into what is
-    hashed; exact keys hash them as they are.
+    hashed; exact keys (None) hash them as they are.
     """
 
     name: str
     identifiers: tuple[str, ...]
     strength: int
     identity: bool = False  # a national identifier: differing values mean different people
-    prepare: Callable[[list[str]], list[str]] = _as_given
+    prepare: Callable[[list[str]], list[str]] | None = None
 
     @property
     def fuzzy(self) -> bool:
         """Whether equal tokens mean only a likeness (a name variant, swapped names)."""
         return self.strength <= FUZZY_STRENGTH
+
+    def values(self, identifiers: Mapping[str, str]) -> list[str] | None:
+        """What this key hashes for a record's normalised identifiers; None if one is missing."""
+        values = [identifiers.get(name, "") for name in self.identifiers]
+        if not all(values):
+            return None
+        return values if self.prepare is None else self.prepare(values)
 
 
 # Strongest first: resolution tries them in this order, whatever order an agreement lists.
@@ -78,24 +85,26 @@ IDENTITY_KEYS = tuple(k.name for k in MATCH_KEYS if k.identity)
 
 
 def record_tokens(
-    linkage_key: bytes,
+    linkage_key: bytes | Tokeniser,
     identifiers: Mapping[str, str],
     match_keys: Iterable[str] | None = None,
 ) -> dict[str, str]:
     """Tokens for every match key whose identifiers the record has (already normalised).
 
     ``match_keys`` names the keys an agreement's linkage section allows; None means
-    all, the fuzzy ones included. An agency that tokenises at source calls this
-    too, so its tokens equal the broker's.
+    all, the fuzzy ones included. Pass a :class:`Tokeniser` of the linkage key
+    instead of the key to save preparing it again for every record of a batch.
+    An agency that tokenises at source calls this too, so its tokens equal the
+    broker's.
     """
     allowed = None if match_keys is None else set(match_keys)
+    tokeniser = linkage_key if isinstance(linkage_key, Tokeniser) else Tokeniser(linkage_key)
     tokens: dict[str, str] = {}
     for key in MATCH_KEYS:
-        if allowed is not None and key.name not in allowed:
-            continue
-        values = [identifiers.get(name) for name in key.identifiers]
-        if all(values):
-            tokens[key.name] = token(linkage_key, key.name, key.prepare([v for v in values if v]))
+        if allowed is None or key.name in allowed:
+            values = key.values(identifiers)
+            if values is not None:
+                tokens[key.name] = tokeniser.token(key.name, values)
     return tokens
 
 

@@ -5,6 +5,9 @@ Every input is domain-separated and length-prefixed before it is hashed, so
 token made for one purpose (a match key) can never equal one made for another
 (a pseudonym). Never ``sha256(value + salt)``: without a secret key a token
 would fall to a dictionary of names and dates of birth.
+
+``token`` is the reference recipe for one token; ``Tokeniser`` makes the very
+same tokens, faster, when one key makes many (a record's match keys, a batch).
 """
 
 from __future__ import annotations
@@ -13,14 +16,19 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Sequence
+from functools import lru_cache
 
 _SCHEME = b"accord.v1"
 
 
 def encode_parts(domain: str, parts: Sequence[str]) -> bytes:
     """Canonical bytes for a domain and its parts: each length-prefixed (4 bytes, big-endian)."""
-    chunks = [_SCHEME]
-    for item in (domain, *parts):
+    return _SCHEME + _length_prefixed((domain, *parts))
+
+
+def _length_prefixed(parts: Sequence[str]) -> bytes:
+    chunks = []
+    for item in parts:
         data = item.encode("utf-8")
         chunks.append(len(data).to_bytes(4, "big"))
         chunks.append(data)
@@ -56,3 +64,58 @@ def key_check_value(key: bytes, version: int = 1) -> str:
 def constant_time_equal(left: str, right: str) -> bool:
     """Compare two tokens or digests without leaking where they differ."""
     return hmac.compare_digest(left.encode("utf-8"), right.encode("utf-8"))
+
+
+_SHA256_BLOCK = 64
+_INNER_PAD = bytes(byte ^ 0x36 for byte in range(256))
+_OUTER_PAD = bytes(byte ^ 0x5C for byte in range(256))
+# The four-byte length of a value under 256 bytes as text: three NULs and one character.
+_SHORT_LENGTHS = tuple("\0\0\0" + chr(length) for length in range(256))
+
+
+@lru_cache(maxsize=64)
+def _token_prefix(match_key: str) -> bytes:
+    # The framed scheme and domain that begin every token message of one match key.
+    return encode_parts(f"token:{match_key}", ())
+
+
+class Tokeniser:
+    """Tokens under one linkage key, each equal to what ``token`` gives, for less work.
+
+    HMAC-SHA256 (RFC 2104) with the key's two padded-key hash states made once,
+    as the standard library's own ``hmac.HMAC`` does without OpenSSL: each token
+    then costs a copy of each state and two short hashes, where ``hmac.digest``
+    rebuilds both states every call. The tests hold it to RFC 4231's vectors and
+    to ``token`` for random keys and values. Make one for a record's several
+    match keys or for a whole batch; it is as good as the key, so keep it no
+    longer than the key itself is in use.
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > _SHA256_BLOCK:
+            key = hashlib.sha256(key).digest()
+        padded = key.ljust(_SHA256_BLOCK, b"\0")
+        self._inner = hashlib.sha256(padded.translate(_INNER_PAD))
+        self._outer = hashlib.sha256(padded.translate(_OUTER_PAD))
+
+    def token(self, match_key: str, values: Sequence[str]) -> str:
+        """The token of normalised ``values`` under ``match_key``, as ``token`` makes it."""
+        # Most values are short ASCII: framed as text, encoded once, they are the bytes
+        # encode_parts gives. Anything else takes the general framing.
+        try:
+            text = "".join([_SHORT_LENGTHS[len(value)] + value for value in values])
+        except IndexError:  # a value of 256 characters or more
+            framed = _length_prefixed(values)
+        else:
+            # ASCII throughout means no value, and so no length, reached 128.
+            framed = text.encode("ascii") if text.isascii() else _length_prefixed(values)
+        return self._hmac_hex(_token_prefix(match_key) + framed)
+
+    def _hmac_hex(self, message: bytes) -> str:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()

@@ -9,6 +9,7 @@ import re
 import pytest
 
 from broker.pseudonymise import (
+    Tokeniser,
     constant_time_equal,
     encode_parts,
     key_check_value,
@@ -109,3 +110,52 @@ def test_key_check_value_identifies_the_key_without_revealing_it() -> None:
 def test_constant_time_equal(left: str, right: str, equal: bool) -> None:
     assert constant_time_equal(left, right) is equal
     assert constant_time_equal(right, left) is equal
+
+
+# RFC 4231 section 4: HMAC-SHA-256 test cases 1 to 4, 6 and 7 (case 5 truncates its output).
+RFC_4231 = [
+    (b"\x0b" * 20, b"Hi There", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"),
+    (
+        b"Jefe",
+        b"what do ya want for nothing?",
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+    ),
+    (
+        b"\xaa" * 20,
+        b"\xdd" * 50,
+        "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe",
+    ),
+    (
+        bytes(range(1, 26)),
+        b"\xcd" * 50,
+        "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b",
+    ),
+    (
+        b"\xaa" * 131,
+        b"Test Using Larger Than Block-Size Key - Hash Key First",
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+    ),
+    (
+        b"\xaa" * 131,
+        b"This is a test using a larger than block-size key and a larger than block-size data."
+        b" The key needs to be hashed before being used by the HMAC algorithm.",
+        "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2",
+    ),
+]
+
+
+@pytest.mark.parametrize(("key", "message", "expected"), RFC_4231)
+def test_the_prepared_hmac_meets_rfc_4231(key: bytes, message: bytes, expected: str) -> None:
+    prepared = Tokeniser(key)
+    assert prepared._hmac_hex(message) == expected
+    # The prepared state is copied, never consumed: a second message starts afresh.
+    assert prepared._hmac_hex(message) == expected
+
+
+def test_a_tokeniser_gives_what_token_gives() -> None:
+    tokeniser = Tokeniser(KEY_A)
+    values = ["amira", "okafor", "2011-03-14", "NS1 4AB"]
+    for match_key in ("name_dob_postcode", "variant_dob_postcode", "name_dob_postcode"):
+        assert tokeniser.token(match_key, values) == token(KEY_A, match_key, values)
+    assert tokeniser.token("nhs", ["9434765919"]) == token(KEY_A, "nhs", ["9434765919"])
+    assert Tokeniser(KEY_B).token("nhs", ["9434765919"]) != token(KEY_A, "nhs", ["9434765919"])
