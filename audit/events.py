@@ -15,6 +15,7 @@ Action = Literal[
     "credential_revoked",
     "agreement_change",
     "audit_search",
+    "rekey",
 ]
 Outcome = Literal["permitted", "refused"]
 

@@ -32,7 +32,8 @@ from bench.workload import (
     throughput_ratio,
 )
 from broker.bootstrap import Runtime
-from broker.keys import load_key_file
+from broker.db.uow import SqlUnitOfWorkFactory
+from broker.keystore import DATA, KeySlot
 from broker.linkage import record_tokens
 from broker.normalise import normalise_date, normalise_name, normalise_postcode, normalise_upn
 
@@ -84,8 +85,11 @@ def broker_ingest(runtime: Runtime, records: Sequence[dict[str, str]]) -> list[f
 
 def bare_kit(runtime: Runtime) -> BareKit:
     """A bare loader holding the same linkage and data keys as the broker."""
-    keys = load_key_file(runtime.settings.key_file)
-    return BareKit(keys.linkage_key(AGREEMENT), keys.data_key(AGREEMENT))
+    store = runtime.broker._keystore  # the bench alone reaches in: it must hold the same keys
+    with SqlUnitOfWorkFactory(runtime.engine)() as uow:
+        linkage = store.linkage(uow.keys, AGREEMENT)
+        data = store.active(uow.keys, KeySlot(DATA, AGREEMENT))
+    return BareKit(linkage.key, data.key)
 
 
 def check_same_tokens(kit: BareKit, record: dict[str, str]) -> None:

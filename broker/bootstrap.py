@@ -9,15 +9,19 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from agreements.registry import load_directory
-from audit.log import LogSigner
 from broker.clock import Clock, SystemClock
 from broker.config import Settings, default_agreements_dir
 from broker.db.engine import create_database_engine
 from broker.db.migrate import current_revision, head_revision, known_revisions, upgrade
 from broker.db.uow import SqlUnitOfWorkFactory
 from broker.errors import ConfigError, KeyFileError, StorageError
-from broker.keys import open_or_create_key_file
-from broker.service import Broker, Limits
+from broker.keys import (
+    MASTER_KEY_VARIABLE,
+    KeyRing,
+    master_key_from_environment,
+    open_or_create_key_file,
+)
+from broker.service import Broker, Limits, LogSchedule
 
 
 @dataclass
@@ -57,6 +61,23 @@ def _check_key_file_private(path: Path) -> None:
         raise KeyFileError("key file is readable by other users; restrict it with chmod 600")
 
 
+def _master_key(settings: Settings, units: SqlUnitOfWorkFactory, clock: Clock) -> KeyRing:
+    """The master key from the configured provider; a new key file only beside an empty database."""
+    if settings.key_provider == "env":
+        if settings.master_key is None:
+            raise KeyFileError(f"BROKER_KEY_PROVIDER is env but {MASTER_KEY_VARIABLE} is not set")
+        return master_key_from_environment(settings.master_key.get_secret_value())
+    if not settings.key_file.exists():
+        # Never create a new key beside a database that already holds data.
+        with units() as uow:
+            if uow.meta.key_check() is not None:
+                raise ConfigError(
+                    "BROKER_KEY_FILE does not exist but the database was written with a key; "
+                    "restore the key file"
+                )
+    return open_or_create_key_file(settings.key_file, at=clock.now())
+
+
 def build_runtime(
     settings: Settings, *, clock: Clock | None = None, install_agreements: bool = True
 ) -> Runtime:
@@ -74,41 +95,33 @@ def build_runtime(
             "BROKER_AGREEMENTS_DIR points at the shipped example agreements, which are for "
             "demonstration only; set it to your partnership's signed agreements"
         )
-    _check_key_file_private(settings.key_file)
+    if settings.key_provider == "file":
+        _check_key_file_private(settings.key_file)
     files = load_directory(settings.agreements_dir) if install_agreements else []
     engine = create_database_engine(settings.database_url)
     try:
         prepare_database(engine)
         units = SqlUnitOfWorkFactory(engine)
-        if not settings.key_file.exists():
-            # Never create a new key beside a database that already holds data.
-            with units() as uow:
-                if uow.meta.key_check() is not None:
-                    raise ConfigError(
-                        "BROKER_KEY_FILE does not exist but the database was written with a key; "
-                        "restore the key file"
-                    )
-        keys = open_or_create_key_file(settings.key_file, at=clock.now())
+        master = _master_key(settings, units, clock)
         broker = Broker(
-            keys=keys,
+            keys=master,
             units=units,
             clock=clock,
             limits=Limits(
                 max_batch_records=settings.max_batch_records,
                 max_field_length=settings.max_field_length,
             ),
-            signer=LogSigner(
+            log=LogSchedule(
                 origin=settings.log_origin,
-                private_key=keys.log_signing_key(),
                 every_entries=settings.checkpoint_every_entries,
                 every_seconds=settings.checkpoint_every_seconds,
             ),
         )
-        broker.check_keys()
         if install_agreements:
             broker.agreements.install_files(
                 files, require_registered_keys=settings.environment == "production"
             )
+        broker.ensure_agreement_keys()
     except BaseException:
         engine.dispose()
         raise

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -41,9 +41,18 @@ class Settings(BaseSettings):
         default=f"sqlite:///{DEFAULT_VAR_DIR / 'accord.db'}",
         description="SQLAlchemy URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB",
     )
+    key_provider: Literal["file", "env"] = Field(
+        default="file",
+        description="Where the master key comes from: the local key file, or BROKER_MASTER_KEY",
+    )
     key_file: Path = Field(
         default=DEFAULT_VAR_DIR / "broker.key",
         description="The local key file; created with mode 0600 on first run",
+    )
+    # A secret: pydantic never prints it, and it is read only when key_provider is env.
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="The master key, 32 random bytes in base64 (key_provider env only)",
     )
     agreements_dir: Path = Field(
         default_factory=default_agreements_dir,

@@ -51,12 +51,41 @@ class AgreementRow:
 
 @dataclass(frozen=True)
 class TokenRow:
-    """One match-key token of one record."""
+    """One match-key token of one record, made with one version of the linkage key."""
 
     match_key: str
     token: str
     subject_id: str
     record_id: str
+    key_version: int = 1
+
+
+@dataclass(frozen=True, repr=False)
+class StoredKey:
+    """One version of a working key as the database holds it: wrapped, never in clear."""
+
+    kind: str
+    agreement_id: str
+    recipient: str
+    version: int
+    state: str
+    wrapped: bytes | None  # None once destroyed
+    check_value: str
+    master_check: str  # which master key wrapped it
+    created_at: str
+    changed_at: str
+
+    def __repr__(self) -> str:  # even wrapped bytes stay out of logs
+        return f"StoredKey({self.kind}/{self.agreement_id}/{self.recipient} v{self.version})"
+
+
+@dataclass(frozen=True)
+class RecordKeyCount:
+    """How many records of one provider's dataset a statement about keys applies to."""
+
+    agency_id: str
+    dataset_id: str
+    records: int
 
 
 class CredentialRepository(Protocol):
@@ -75,12 +104,26 @@ class LinkageRepository(Protocol):
     def add_tokens(self, agreement_id: str, tokens: Sequence[TokenRow]) -> None: ...
 
     def subjects_for_tokens(
-        self, agreement_id: str, match_key: str, tokens: Sequence[str]
+        self, agreement_id: str, key_version: int, match_key: str, tokens: Sequence[str]
     ) -> Mapping[str, set[str]]: ...
 
     def tokens_of_subjects(
-        self, agreement_id: str, match_key: str, subject_ids: Sequence[str]
+        self, agreement_id: str, key_version: int, match_key: str, subject_ids: Sequence[str]
     ) -> Mapping[str, set[str]]: ...
+
+    def tokens_of_records(
+        self, agreement_id: str, key_version: int, records: Mapping[str, str]
+    ) -> Mapping[str, dict[str, str]]: ...
+
+    def delete_record_tokens(
+        self, agreement_id: str, key_version: int, records: Mapping[str, str]
+    ) -> None: ...
+
+    def delete_version(self, agreement_id: str, key_version: int) -> int: ...
+
+    def records_lacking_version(
+        self, agreement_id: str, have: int, lack: int
+    ) -> list[RecordKeyCount]: ...
 
 
 class RecordRepository(Protocol):
@@ -102,6 +145,34 @@ class RecordRepository(Protocol):
     ) -> set[str]: ...
 
     def of_subject(self, agreement_id: str, subject_id: str) -> list[RecordRow]: ...
+
+    def by_refs(
+        self, agreement_id: str, dataset_id: str, refs: Sequence[str]
+    ) -> dict[str, RecordRow]: ...
+
+    def sealed_under(
+        self, agreement_id: str, key_version: int, limit: int
+    ) -> list[tuple[str, bytes]]: ...
+
+    def reseal(self, record_id: str, key_version: int, payload: bytes) -> None: ...
+
+    def count_by_key_version(self, agreement_id: str) -> dict[int, int]: ...
+
+
+class WrappedKeyRepository(Protocol):
+    def versions(self, kind: str, agreement_id: str, recipient: str) -> list[StoredKey]: ...
+
+    def all(self) -> list[StoredKey]: ...
+
+    def add(self, key: StoredKey) -> None: ...
+
+    def set_state(
+        self, kind: str, agreement_id: str, recipient: str, version: int, *, state: str, at: str
+    ) -> None: ...
+
+    def destroy(
+        self, kind: str, agreement_id: str, recipient: str, version: int, at: str
+    ) -> None: ...
 
 
 class VerifiableNodes(NodeStore, Protocol):
@@ -188,6 +259,8 @@ class MetaRepository(Protocol):
 
     def has_data(self) -> bool: ...
 
+    def agreements_with_data(self) -> list[str]: ...
+
 
 class UnitOfWork(Protocol):
     """One database transaction; commit explicitly, roll back on any exception."""
@@ -212,6 +285,9 @@ class UnitOfWork(Protocol):
 
     @property
     def audit_queries(self) -> AuditQueryRepository: ...
+
+    @property
+    def keys(self) -> WrappedKeyRepository: ...
 
     def __enter__(self) -> Self: ...
 

@@ -1,14 +1,19 @@
-"""The broker's keys: a master secret in a local key file, and keys derived from it.
+"""The master key: a key provider, from a file or the environment, wraps the working keys.
 
-Each agreement gets its own linkage key and data key, and each recipient under
-an agreement its own pseudonym key, all derived with HKDF-SHA256 using a
-length-prefixed ``info`` that names the kind, the key version and the owner.
-So tokens made under one agreement cannot be joined with another's, and one
-recipient cannot compute another's pseudonyms.
+The working keys (each agreement's linkage and data keys, each recipient's
+pseudonym key, the audit log's signing key) are random and live in the
+database only wrapped under the master key (see ``broker.keystore``). The
+master key comes from a *key provider*: the local key file (the embedded
+default) or the ``BROKER_MASTER_KEY`` environment variable. An external KMS or
+HSM can be added later by implementing ``KeyProvider``; nothing else changes.
 
 The key file is created (mode 0600) only when it does not exist. A key file
 that exists but cannot be read is an error; it is never regenerated, because
 a new key would silently orphan every stored token and payload.
+
+Databases written before the key store used keys derived from the master key
+with HKDF; ``KeyRing.legacy_key`` still derives those, once, so that such a
+database's keys can be adopted into the store rather than lost.
 
 An agency that tokenises at source receives one agreement's linkage key in a
 *linkage key file* the operator exports (never the master key): with it the
@@ -25,9 +30,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from broker.errors import KeyFileError
@@ -36,6 +44,9 @@ from broker.pseudonymise import constant_time_equal, encode_parts, key_check_val
 KEY_FILE_FORMAT = "accord-key-file"
 LINKAGE_KEY_FILE_FORMAT = "accord-linkage-key"
 KEY_BYTES = 32
+MASTER_KEY_VARIABLE = "BROKER_MASTER_KEY"
+_WRAP_FORMAT = b"\x01"
+_NONCE_BYTES = 12
 _AGREEMENT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$", re.ASCII)
 
 
@@ -56,15 +67,69 @@ class LinkageKey:
         return key_check_value(self.key, self.version)
 
 
+class KeyProvider(Protocol):
+    """Wraps and unwraps working keys under a master key the caller never sees.
+
+    A KMS or HSM implements the same four members; the key store calls only these.
+    """
+
+    @property
+    def source(self) -> str:
+        """Where the master key lives, for messages (never the key itself)."""
+        ...
+
+    def check_value(self) -> str:
+        """A short value identifying the master key, safe to store and compare."""
+        ...
+
+    def wrap(self, key: bytes, aad: bytes) -> bytes:
+        """Encrypt a working key, bound to ``aad`` (which key slot it belongs to)."""
+        ...
+
+    def unwrap(self, wrapped: bytes, aad: bytes) -> bytes:
+        """Decrypt a wrapped key; a wrong master key or ``aad`` raises KeyFileError."""
+        ...
+
+
 @dataclass(frozen=True, repr=False)
 class KeyRing:
-    """The loaded master key and its version; derives every working key."""
+    """A master key held in this process (from the key file or the environment).
+
+    It implements ``KeyProvider``: working keys are wrapped with AES-256-GCM
+    under a key-encryption key derived from the master key.
+    """
 
     master_key: bytes
     version: int
+    source: str = "the key file"
 
     def __repr__(self) -> str:  # keys must never reach a log line or a traceback
         return f"KeyRing(version={self.version})"
+
+    def _wrapping_key(self) -> bytes:
+        return self._derive("key-wrapping")
+
+    def wrap(self, key: bytes, aad: bytes) -> bytes:
+        """Encrypt a working key under the master key, bound to ``aad``."""
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        return _WRAP_FORMAT + nonce + AESGCM(self._wrapping_key()).encrypt(nonce, key, aad)
+
+    def unwrap(self, wrapped: bytes, aad: bytes) -> bytes:
+        """Decrypt a wrapped key; any mismatch raises KeyFileError (never the key's bytes)."""
+        if len(wrapped) < 1 + _NONCE_BYTES + 16 or wrapped[:1] != _WRAP_FORMAT:
+            raise KeyFileError("a stored key is not in a known wrapped format")
+        nonce, body = wrapped[1 : 1 + _NONCE_BYTES], wrapped[1 + _NONCE_BYTES :]
+        try:
+            return AESGCM(self._wrapping_key()).decrypt(nonce, body, aad)
+        except InvalidTag:
+            raise KeyFileError(
+                f"a stored key could not be unwrapped with the master key from {self.source}; "
+                "restore the master key the database was written with"
+            ) from None
+
+    def legacy_key(self, kind: str, *owners: str) -> bytes:
+        """A key as databases before the key store derived it; used only to adopt them."""
+        return self._derive(kind, *owners)
 
     def _derive(self, kind: str, *owners: str) -> bytes:
         info = encode_parts(f"hkdf:{kind}", [str(self.version), *owners])
@@ -72,47 +137,44 @@ class KeyRing:
             self.master_key
         )
 
-    def linkage_key(self, agreement_id: str) -> bytes:
-        """The key for match-key tokens under one agreement."""
-        return self._derive("linkage", agreement_id)
-
-    def data_key(self, agreement_id: str) -> bytes:
-        """The AES-256-GCM key for payloads stored under one agreement."""
-        return self._derive("data", agreement_id)
-
-    def pseudonym_key(self, agreement_id: str, recipient: str) -> bytes:
-        """The key for one recipient's pseudonyms under one agreement."""
-        return self._derive("pseudonym", agreement_id, recipient)
-
-    def log_signing_key(self) -> Ed25519PrivateKey:
-        """The Ed25519 key the broker signs audit checkpoints with (derived, never stored)."""
-        return Ed25519PrivateKey.from_private_bytes(self._derive("audit-log-signing"))
-
     def check_value(self) -> str:
         """A short value identifying this key, safe to store and compare."""
         return key_check_value(self.master_key, self.version)
 
-    def linkage(self, agreement_id: str) -> LinkageKey:
-        """One agreement's linkage key with its version, as it is exported to a provider."""
-        return LinkageKey(agreement_id, self.version, self.linkage_key(agreement_id))
 
-    def linkage_check_value(self, agreement_id: str) -> str:
-        """The key check value of one agreement's current linkage key."""
-        return self.linkage(agreement_id).check_value
+def write_linkage_key_file(linkage: LinkageKey, path: Path, *, at: datetime) -> None:
+    """Write one agreement's linkage key file (mode 0600); never overwrites a file."""
+    document = {
+        "format": LINKAGE_KEY_FILE_FORMAT,
+        "agreement_id": linkage.agreement_id,
+        "key_version": linkage.version,
+        "created": at.isoformat(),
+        "linkage_key": base64.b64encode(linkage.key).decode("ascii"),
+        "key_check": linkage.check_value,
+    }
+    _write_private(path, document, what="linkage key file")
 
-    def export_linkage_key(self, agreement_id: str, path: Path, *, at: datetime) -> LinkageKey:
-        """Write one agreement's linkage key file (mode 0600); never overwrites a file."""
-        linkage = self.linkage(agreement_id)
-        document = {
-            "format": LINKAGE_KEY_FILE_FORMAT,
-            "agreement_id": agreement_id,
-            "key_version": linkage.version,
-            "created": at.isoformat(),
-            "linkage_key": base64.b64encode(linkage.key).decode("ascii"),
-            "key_check": linkage.check_value,
-        }
-        _write_private(path, document, what="linkage key file")
-        return linkage
+
+def signing_key_from_bytes(key: bytes) -> Ed25519PrivateKey:
+    """The Ed25519 key whose 32-byte seed is ``key`` (the audit log's signing key)."""
+    return Ed25519PrivateKey.from_private_bytes(key)
+
+
+def master_key_from_environment(value: str) -> KeyRing:
+    """The master key from ``BROKER_MASTER_KEY``: 32 random bytes in base64.
+
+    A value that is not exactly that is refused with one line that never echoes it.
+    """
+    try:
+        master = base64.b64decode(value.strip(), validate=True)
+    except ValueError:
+        master = b""
+    if len(master) != KEY_BYTES:
+        raise KeyFileError(
+            f"{MASTER_KEY_VARIABLE} must hold 32 random bytes in base64 "
+            "(for example from: openssl rand -base64 32)"
+        )
+    return KeyRing(master_key=master, version=1, source=MASTER_KEY_VARIABLE)
 
 
 def create_key_file(path: Path, *, at: datetime) -> KeyRing:

@@ -45,10 +45,15 @@ def token(key: bytes, match_key: str, values: Sequence[str]) -> str:
     return hmac.digest(key, encode_parts(f"token:{match_key}", values), "sha256").hex()
 
 
-def pseudonym(key: bytes, subject_id: str) -> str:
-    """A recipient's stable pseudonym for a subject, made with that recipient's own key."""
+def pseudonym(key: bytes, subject_id: str, version: int = 1) -> str:
+    """A recipient's stable pseudonym for a subject, made with that recipient's own key.
+
+    Pseudonyms from a rotated key (version 2 on) say their version, ``ps2_...``,
+    so a recipient can tell an old pseudonym from a new one for the same person.
+    """
     digest = hmac.digest(key, encode_parts("pseudonym", [subject_id]), "sha256")
-    return "ps_" + base64.b32encode(digest[:15]).decode("ascii").lower()
+    prefix = "ps_" if version == 1 else f"ps{version}_"
+    return prefix + base64.b32encode(digest[:15]).decode("ascii").lower()
 
 
 def key_check_value(key: bytes, version: int = 1) -> str:

@@ -12,23 +12,22 @@ import hashlib
 import secrets
 
 from audit.events import AuditEvent, LoggedEntry
-from audit.log import LogSigner
 from audit.verify import Verified
 from broker.audit_search import AuditSearch
 from broker.auditing import AuditTrail
 from broker.clock import Clock
 from broker.errors import (
     AuthenticationFailed,
-    KeyFileError,
     Location,
     NotFound,
     Refused,
     ValidationError,
 )
 from broker.interfaces import UnitOfWorkFactory
-from broker.keys import KeyRing
-from broker.service_core import DEFAULT_LOG_ORIGIN, BrokerCore, Limits
+from broker.keys import KeyProvider
+from broker.service_core import DEFAULT_LOG_ORIGIN, BrokerCore, Limits, LogSchedule
 from broker.service_ingest import IngestResult, IngestUseCases
+from broker.service_keys import KeyUseCases, RekeyResult
 from broker.service_lookup import Holding, LookupResult, LookupUseCases, ReleasedRecord
 
 __all__ = [
@@ -41,7 +40,9 @@ __all__ = [
     "Holding",
     "IngestResult",
     "Limits",
+    "LogSchedule",
     "LookupResult",
+    "RekeyResult",
     "ReleasedRecord",
     "api_key_digest",
 ]
@@ -56,54 +57,28 @@ def api_key_digest(api_key: str) -> str:
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
 
 
-class Broker(IngestUseCases, LookupUseCases):
+class Broker(IngestUseCases, LookupUseCases, KeyUseCases):
     """The service object the app factory builds once and the routes call."""
 
     def __init__(
         self,
         *,
-        keys: KeyRing,
+        keys: KeyProvider,
         units: UnitOfWorkFactory,
         clock: Clock,
         limits: Limits | None = None,
-        signer: LogSigner | None = None,
+        log: LogSchedule | None = None,
     ) -> None:
-        super().__init__(keys=keys, units=units, clock=clock, limits=limits, signer=signer)
-        self.audit = AuditTrail(units=units, signer=self._signer, audit=self._audit, now=self._now)
+        super().__init__(keys=keys, units=units, clock=clock, limits=limits, log=log)
+        self.audit = AuditTrail(
+            units=units, signer=self.log_signer, audit=self._audit, now=self._now
+        )
         self.audit_search = AuditSearch(
             units=units,
             audit=self._audit,
             registry=lambda: self.registry,
             subjects_for=self.subjects_for_identifiers,
         )
-
-    # -- start-up ---------------------------------------------------------
-
-    def check_keys(self) -> None:
-        """Refuse to run with a key file other than the one the database was written with."""
-        with self._units() as uow:
-            stored = uow.meta.key_check()
-            if stored is None:
-                if uow.meta.has_data():
-                    raise KeyFileError("database holds records but no key check; restore its key")
-                uow.meta.set_key_check(self._keys.check_value(), self._now())
-                self._audit(
-                    uow,
-                    AuditEvent(
-                        actor="operator",
-                        action="key_operation",
-                        outcome="permitted",
-                        detail={
-                            "operation": "master_key_registered",
-                            "version": self._keys.version,
-                        },
-                    ),
-                )
-                uow.commit()
-            elif stored != self._keys.check_value():
-                raise KeyFileError(
-                    "key file does not match the database; restore the key file it was written with"
-                )
 
     # -- credentials ------------------------------------------------------
 

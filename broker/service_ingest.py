@@ -28,7 +28,8 @@ from broker.errors import (
 from broker.ids import new_id
 from broker.ingest import AtSource, validate_batch, validate_tokenised_batch
 from broker.interfaces import RecordRow, TokenRow, UnitOfWork
-from broker.keys import LinkageKey
+from broker.keys import LinkageKey, write_linkage_key_file
+from broker.keystore import DATA, KeySlot
 from broker.linkage import assign_subjects, record_tokens
 from broker.pseudonymise import constant_time_equal
 from broker.sealing import associated_data, seal
@@ -122,22 +123,32 @@ class IngestUseCases(BrokerCore):
     def _check_source_key(
         self, agreement_id: str, at_source: AtSource, base: AuditEvent, count: int
     ) -> None:
-        """Refuse tokens made with a key other than this agreement's current linkage key."""
-        current = self._keys.linkage_check_value(agreement_id)
-        same = at_source.key_version == self._keys.version and constant_time_equal(
-            at_source.key_check, current
+        """Refuse tokens made with a key other than the linkage key this agreement matches on."""
+        with self._units() as uow:
+            in_use = self._keystore.linkage_keys(uow.keys, agreement_id)
+            uow.commit()  # the first use of an agreement creates its key
+        matching = in_use[0]
+        same = at_source.key_version == matching.version and constant_time_equal(
+            at_source.key_check, matching.check_value
         )
-        if not same:
-            code = "key_version_mismatch"
-            self._refuse(base, code, {"records": count, "tokenised_at_source": True})
+        if same:
+            return
+        code = "key_version_mismatch"
+        self._refuse(base, code, {"records": count, "tokenised_at_source": True})
+        if len(in_use) > 1 and at_source.key_version == in_use[-1].version:
             # Neither check value is echoed: the message only says what to do.
-            raise Conflict(
-                "the batch was tokenised with a linkage key other than this agreement's "
-                "current one; fetch the current linkage key file from the broker operator, "
-                "tokenise the extract again and resend it",
-                code=code,
-                location=Location(field="tokenised.key_check"),
+            message = (
+                "this agreement's linkage key is being rotated: until the operator completes "
+                f"the rotation, send new records tokenised with key version {matching.version}, "
+                "and send this batch to the dataset's rekey endpoint instead"
             )
+        else:
+            message = (
+                "the batch was tokenised with a linkage key other than the one this agreement "
+                "matches on; fetch the current linkage key file from the broker operator, "
+                "tokenise the extract again and resend it"
+            )
+        raise Conflict(message, code=code, location=Location(field="tokenised.key_check"))
 
     def export_linkage_key(self, agreement_id: str, path: Path) -> LinkageKey:
         """Write one agreement's linkage key file for a provider that tokenises at source.
@@ -148,7 +159,8 @@ class IngestUseCases(BrokerCore):
         """
         agreement = self.registry.get(agreement_id, self._today())
         with self._units() as uow:
-            linkage = self._keys.export_linkage_key(agreement.id, path, at=self._clock.now())
+            linkage = self._keystore.linkage(uow.keys, agreement.id)
+            write_linkage_key_file(linkage, path, at=self._clock.now())
             try:
                 self._audit(
                     uow,
@@ -189,6 +201,11 @@ class IngestUseCases(BrokerCore):
             agreement.id, dataset_id, [r for r in refs if isinstance(r, str)]
         )
         batch_tokens: list[Mapping[str, str]]
+        linkage_keys = self._keystore.linkage_keys(uow.keys, agreement.id)
+        # While a linkage key rotates, records are tokenised under every key in use
+        # and linked on the oldest, which every stored record has tokens under.
+        matching = linkage_keys[0].version
+        later: list[tuple[LinkageKey, list[dict[str, str]]]]
         if at_source is None:
             valid = validate_batch(
                 dataset,
@@ -196,11 +213,15 @@ class IngestUseCases(BrokerCore):
                 max_field_length=self.limits.max_field_length,
                 known_ref=existing.__contains__,
             )
-            linkage_key = self._keys.linkage_key(agreement.id)
-            batch_tokens = [
-                record_tokens(linkage_key, r.identifiers, agreement.linkage.match_keys)
-                for r in valid
+            per_version = [
+                [
+                    record_tokens(linkage.key, r.identifiers, agreement.linkage.match_keys)
+                    for r in valid
+                ]
+                for linkage in linkage_keys
             ]
+            batch_tokens = list(per_version[0])
+            later = list(zip(linkage_keys[1:], per_version[1:], strict=True))
         else:
             valid = validate_tokenised_batch(
                 dataset,
@@ -211,10 +232,15 @@ class IngestUseCases(BrokerCore):
             )
             # From here on a tokenised record takes exactly the path of a clear one.
             batch_tokens = [dict(r.tokens or {}) for r in valid]
+            later = []
         assignments = assign_subjects(
             batch_tokens,
-            subjects_for=lambda mk, toks: uow.linkage.subjects_for_tokens(agreement.id, mk, toks),
-            identity_of=lambda mk, subs: uow.linkage.tokens_of_subjects(agreement.id, mk, subs),
+            subjects_for=lambda mk, toks: uow.linkage.subjects_for_tokens(
+                agreement.id, matching, mk, toks
+            ),
+            identity_of=lambda mk, subs: uow.linkage.tokens_of_subjects(
+                agreement.id, matching, mk, subs
+            ),
             new_subject=lambda: new_id("sub"),
         )
         now = self._now()
@@ -228,11 +254,13 @@ class IngestUseCases(BrokerCore):
             count=len(valid),
         )
         uow.linkage.add_subjects(agreement.id, [a.subject_id for a in assignments if a.new], now)
-        data_key = self._keys.data_key(agreement.id)
+        data_key = self._keystore.active(uow.keys, KeySlot(DATA, agreement.id))
         kept_identifiers = _released_identifiers(agreement, dataset_id)
         rows: list[RecordRow] = []
         tokens: list[TokenRow] = []
-        for record, assignment, record_toks in zip(valid, assignments, batch_tokens, strict=True):
+        for index, (record, assignment, record_toks) in enumerate(
+            zip(valid, assignments, batch_tokens, strict=True)
+        ):
             record_id = new_id("rec")
             # Identifiers are kept (sealed) only where the agreement releases a coarse form of them.
             kept = {n: record.identifiers[n] for n in kept_identifiers if n in record.identifiers}
@@ -248,14 +276,19 @@ class IngestUseCases(BrokerCore):
                     subject_id=assignment.subject_id,
                     batch_id=batch_id,
                     received_at=now,
-                    key_version=self._keys.version,
-                    payload=seal(data_key, plaintext, associated_data(agreement.id, record_id)),
+                    key_version=data_key.version,
+                    payload=seal(data_key.key, plaintext, associated_data(agreement.id, record_id)),
                 )
             )
             tokens.extend(
-                TokenRow(mk, tok, assignment.subject_id, record_id)
+                TokenRow(mk, tok, assignment.subject_id, record_id, matching)
                 for mk, tok in record_toks.items()
             )
+            for linkage, version_tokens in later:
+                tokens.extend(
+                    TokenRow(mk, tok, assignment.subject_id, record_id, linkage.version)
+                    for mk, tok in version_tokens[index].items()
+                )
         uow.records.add_records(rows)
         uow.linkage.add_tokens(agreement.id, tokens)
         quality = tuple(p for r in valid for p in r.quality)

@@ -23,6 +23,7 @@ from broker.errors import (
     ValidationError,
 )
 from broker.interfaces import UnitOfWork
+from broker.keystore import DATA, PSEUDONYM, KeySlot, WorkingKey
 from broker.linkage import find_subject, record_tokens
 from broker.normalise import (
     normalise_date,
@@ -111,54 +112,90 @@ class LookupUseCases(BrokerCore):
             raise Refused(decision.reason, code=decision.code)
         try:
             normalised = _lookup_identifiers(identifiers)
-            tokens = record_tokens(
-                self._keys.linkage_key(agreement.id), normalised, agreement.linkage.match_keys
-            )
-            if not tokens:
-                raise ValidationError(
-                    "too few identifiers to match safely: give an NHS number, a UPN, or given "
-                    "name, family name, date of birth and postcode",
-                    code="identifiers_insufficient",
-                )
         except ValidationError as exc:
             self._refuse(base, exc.code, {})
             raise
         with self._units() as uow:
-            subject, rule = find_subject(
-                tokens,
-                subjects_for=lambda mk, t: uow.linkage.subjects_for_tokens(agreement.id, mk, t),
-                identity_of=lambda mk, s: uow.linkage.tokens_of_subjects(agreement.id, mk, s),
-            )
-            holdings = (
-                () if subject is None else self._holdings(uow, versions, subject, request, decision)
-            )
-            released = sorted(
-                {f"{h.dataset}.{name}" for h in holdings for r in h.records for name in r.fields}
-            )
-            forms = {f"{f.dataset}.{f.field}": f.form for f in decision.fields}
-            entry = self._audit(
-                uow,
-                with_changes(
-                    base,
-                    detail={
-                        "matched": subject is not None,
-                        "subject": subject,
-                        "rule": rule,
-                        "released": [{"field": name, "form": forms[name]} for name in released],
-                        "providers": sorted({h.agency for h in holdings}),
-                        "warnings": warning_codes(decision.warnings),
-                    },
-                ),
-            )
-            uow.commit()
+            linkage = self._keystore.linkage_keys(uow.keys, agreement.id)[0]
+            tokens = record_tokens(linkage.key, normalised, agreement.linkage.match_keys)
+            if tokens:
+                return self._find_and_release(
+                    uow,
+                    tokens=tokens,
+                    key_version=linkage.version,
+                    versions=versions,
+                    request=request,
+                    decision=decision,
+                    base=base,
+                )
+        insufficient = ValidationError(
+            "too few identifiers to match safely: give an NHS number, a UPN, or given "
+            "name, family name, date of birth and postcode",
+            code="identifiers_insufficient",
+        )
+        self._refuse(base, insufficient.code, {})
+        raise insufficient
+
+    def _find_and_release(
+        self,
+        uow: UnitOfWork,
+        *,
+        tokens: Mapping[str, str],
+        key_version: int,
+        versions: Sequence[Agreement],
+        request: ReleaseRequest,
+        decision: Permit,
+        base: AuditEvent,
+    ) -> LookupResult:
+        agreement = versions[0]
+        agency = request.agency
+        subject, rule = find_subject(
+            tokens,
+            subjects_for=lambda mk, t: uow.linkage.subjects_for_tokens(
+                agreement.id, key_version, mk, t
+            ),
+            identity_of=lambda mk, s: uow.linkage.tokens_of_subjects(
+                agreement.id, key_version, mk, s
+            ),
+        )
+        holdings, shredded = (
+            ((), 0)
+            if subject is None
+            else self._holdings(uow, versions, subject, request, decision)
+        )
+        recipient_key = (
+            None
+            if subject is None
+            else self._keystore.active(uow.keys, KeySlot(PSEUDONYM, agreement.id, agency))
+        )
+        released = sorted(
+            {f"{h.dataset}.{name}" for h in holdings for r in h.records for name in r.fields}
+        )
+        forms = {f"{f.dataset}.{f.field}": f.form for f in decision.fields}
+        entry = self._audit(
+            uow,
+            with_changes(
+                base,
+                detail={
+                    "matched": subject is not None,
+                    "subject": subject,
+                    "rule": rule,
+                    "released": [{"field": name, "form": forms[name]} for name in released],
+                    "providers": sorted({h.agency for h in holdings}),
+                    "warnings": warning_codes(decision.warnings),
+                    **({"shredded_records": shredded} if shredded else {}),
+                },
+            ),
+        )
+        uow.commit()
         return LookupResult(
             matched=subject is not None,
             pseudonym=None
-            if subject is None
-            else pseudonym(self._keys.pseudonym_key(agreement.id, agency), subject),
+            if subject is None or recipient_key is None
+            else pseudonym(recipient_key.key, subject, recipient_key.version),
             agreement_id=agreement.id,
             agreement_version=agreement.version,
-            purpose=purpose,
+            purpose=request.purpose,
             holdings=holdings,
             audit_entry=entry.seq,
             released=tuple(released),
@@ -172,12 +209,15 @@ class LookupUseCases(BrokerCore):
         subject: str,
         request: ReleaseRequest,
         permit: Permit,
-    ) -> tuple[Holding, ...]:
+    ) -> tuple[tuple[Holding, ...], int]:
+        """What each partner holds about the subject, and how many records were shredded."""
         agreement = versions[0]
         # Records stay governed by the version they were received under: that
         # version (and any later one) can narrow what the live version permits.
         per_version: dict[int, Permit | None] = {permit.agreement_version: permit}
-        data_key = self._keys.data_key(agreement.id)
+        data_slot = KeySlot(DATA, agreement.id)
+        data_keys: dict[int, WorkingKey | None] = {}
+        shredded = 0
         grouped: dict[tuple[str, str], list[ReleasedRecord]] = {}
         for row in uow.records.of_subject(agreement.id, subject):
             # Partners' holdings only: a recipient already knows what it supplied itself.
@@ -191,18 +231,28 @@ class LookupUseCases(BrokerCore):
             governing = per_version[row.agreement_version]
             if governing is None or row.dataset_id not in {f.dataset for f in governing.fields}:
                 continue
+            if row.key_version not in data_keys:
+                data_keys[row.key_version] = self._keystore.version(
+                    uow.keys, data_slot, row.key_version
+                )
+            data_key = data_keys[row.key_version]
+            if data_key is None:
+                # Its data key was destroyed: the payload can never be read again.
+                shredded += 1
+                continue
             stored = json.loads(
-                unseal(data_key, row.payload, associated_data(agreement.id, row.id))
+                unseal(data_key.key, row.payload, associated_data(agreement.id, row.id))
             )
             fields = released_fields(row.dataset_id, stored, governing.fields, on=request.on)
             reference = row.source_ref if governing.reveal_record_reference else None
             grouped.setdefault((row.agency_id, row.dataset_id), []).append(
                 ReleasedRecord(reference=reference, fields=fields)
             )
-        return tuple(
+        holdings = tuple(
             Holding(agency=agency, dataset=dataset, records=tuple(records))
             for (agency, dataset), records in sorted(grouped.items())
         )
+        return holdings, shredded
 
     def subjects_for_identifiers(
         self, identifiers: Mapping[str, str], agreement_ids: Sequence[str] | None = None
@@ -221,15 +271,19 @@ class LookupUseCases(BrokerCore):
         with self._units() as uow:
             for agreement_id in agreement_ids if agreement_ids is not None else registry.ids():
                 agreement = registry.get(agreement_id, today)
-                linkage_key = self._keys.linkage_key(agreement.id)
-                tokens = record_tokens(linkage_key, normalised, agreement.linkage.match_keys)
+                linkage = self._keystore.linkage_keys(uow.keys, agreement.id)[0]
+                tokens = record_tokens(linkage.key, normalised, agreement.linkage.match_keys)
                 usable = usable or bool(tokens)
                 if not tokens:
                     continue
                 subject, _ = find_subject(
                     tokens,
-                    subjects_for=partial(uow.linkage.subjects_for_tokens, agreement.id),
-                    identity_of=partial(uow.linkage.tokens_of_subjects, agreement.id),
+                    subjects_for=partial(
+                        uow.linkage.subjects_for_tokens, agreement.id, linkage.version
+                    ),
+                    identity_of=partial(
+                        uow.linkage.tokens_of_subjects, agreement.id, linkage.version
+                    ),
                 )
                 if subject is not None:
                     found[agreement.id] = subject

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from broker.db.agreement_repository import SqlAgreements
 from broker.db.audit_repository import SqlAudit, SqlNodes, entry_from_row
@@ -32,7 +32,8 @@ from broker.db.handles import (
     TOKEN,
     WITNESS_KEY,
 )
-from broker.interfaces import RecordRow, TokenRow, chunked
+from broker.db.key_repository import SqlKeys
+from broker.interfaces import RecordKeyCount, RecordRow, TokenRow, chunked
 
 __all__ = [
     "AGREEMENT",
@@ -53,6 +54,7 @@ __all__ = [
     "SqlAgreements",
     "SqlAudit",
     "SqlCredentials",
+    "SqlKeys",
     "SqlLinkage",
     "SqlMeta",
     "SqlNodes",
@@ -111,19 +113,21 @@ class SqlLinkage:
                         "token": t.token,
                         "subject_id": t.subject_id,
                         "record_id": t.record_id,
+                        "key_version": t.key_version,
                     }
                     for t in tokens
                 ],
             )
 
     def subjects_for_tokens(
-        self, agreement_id: str, match_key: str, tokens: Sequence[str]
+        self, agreement_id: str, key_version: int, match_key: str, tokens: Sequence[str]
     ) -> Mapping[str, set[str]]:
         found: dict[str, set[str]] = defaultdict(set)
         for piece in chunked(sorted(set(tokens))):
             rows = self._c.execute(
                 select(TOKEN.c.token, TOKEN.c.subject_id).where(
                     TOKEN.c.agreement_id == agreement_id,
+                    TOKEN.c.key_version == key_version,
                     TOKEN.c.match_key == match_key,
                     TOKEN.c.token.in_(piece),
                 )
@@ -133,13 +137,14 @@ class SqlLinkage:
         return found
 
     def tokens_of_subjects(
-        self, agreement_id: str, match_key: str, subject_ids: Sequence[str]
+        self, agreement_id: str, key_version: int, match_key: str, subject_ids: Sequence[str]
     ) -> Mapping[str, set[str]]:
         found: dict[str, set[str]] = defaultdict(set)
         for piece in chunked(sorted(set(subject_ids))):
             rows = self._c.execute(
                 select(TOKEN.c.subject_id, TOKEN.c.token).where(
                     TOKEN.c.agreement_id == agreement_id,
+                    TOKEN.c.key_version == key_version,
                     TOKEN.c.match_key == match_key,
                     TOKEN.c.subject_id.in_(piece),
                 )
@@ -147,6 +152,74 @@ class SqlLinkage:
             for subject_id, token in rows:
                 found[subject_id].add(token)
         return found
+
+    def tokens_of_records(
+        self, agreement_id: str, key_version: int, records: Mapping[str, str]
+    ) -> Mapping[str, dict[str, str]]:
+        """Tokens per record id; ``records`` maps record id to subject id (for the index)."""
+        found: dict[str, dict[str, str]] = defaultdict(dict)
+        subjects = sorted(set(records.values()))
+        for piece in chunked(subjects):
+            rows = self._c.execute(
+                select(TOKEN.c.record_id, TOKEN.c.match_key, TOKEN.c.token).where(
+                    TOKEN.c.agreement_id == agreement_id,
+                    TOKEN.c.key_version == key_version,
+                    TOKEN.c.subject_id.in_(piece),
+                )
+            )
+            for record_id, match_key, token in rows:
+                if record_id in records:
+                    found[record_id][match_key] = token
+        return found
+
+    def delete_record_tokens(
+        self, agreement_id: str, key_version: int, records: Mapping[str, str]
+    ) -> None:
+        ids = sorted(records)
+        for piece in chunked(ids):
+            subjects = sorted({records[r] for r in piece})
+            # The subject filter lets the database use ix_match_token_subject.
+            self._c.execute(
+                delete(TOKEN).where(
+                    TOKEN.c.agreement_id == agreement_id,
+                    TOKEN.c.key_version == key_version,
+                    TOKEN.c.subject_id.in_(subjects),
+                    TOKEN.c.record_id.in_(piece),
+                )
+            )
+
+    def delete_version(self, agreement_id: str, key_version: int) -> int:
+        result = self._c.execute(
+            delete(TOKEN).where(
+                TOKEN.c.agreement_id == agreement_id, TOKEN.c.key_version == key_version
+            )
+        )
+        return int(result.rowcount)
+
+    def records_lacking_version(
+        self, agreement_id: str, have: int, lack: int
+    ) -> list[RecordKeyCount]:
+        newer = (
+            select(TOKEN.c.record_id)
+            .where(TOKEN.c.agreement_id == agreement_id, TOKEN.c.key_version == lack)
+            .scalar_subquery()
+        )
+        older = (
+            select(TOKEN.c.record_id)
+            .where(TOKEN.c.agreement_id == agreement_id, TOKEN.c.key_version == have)
+            .scalar_subquery()
+        )
+        rows = self._c.execute(
+            select(RECORD.c.agency_id, RECORD.c.dataset_id, func.count())
+            .where(
+                RECORD.c.agreement_id == agreement_id,
+                RECORD.c.id.in_(older),
+                RECORD.c.id.not_in(newer),
+            )
+            .group_by(RECORD.c.agency_id, RECORD.c.dataset_id)
+            .order_by(RECORD.c.agency_id, RECORD.c.dataset_id)
+        )
+        return [RecordKeyCount(str(a), str(d), int(n)) for a, d, n in rows]
 
 
 class SqlRecords:
@@ -202,6 +275,49 @@ class SqlRecords:
         found = [RecordRow(**row._mapping) for row in rows]
         return sorted(found, key=lambda r: (r.dataset_id, r.source_ref))
 
+    def by_refs(
+        self, agreement_id: str, dataset_id: str, refs: Sequence[str]
+    ) -> dict[str, RecordRow]:
+        found: dict[str, RecordRow] = {}
+        for piece in chunked(list(refs)):
+            rows = self._c.execute(
+                select(RECORD).where(
+                    RECORD.c.agreement_id == agreement_id,
+                    RECORD.c.dataset_id == dataset_id,
+                    RECORD.c.source_ref.in_(piece),
+                )
+            )
+            for row in rows:
+                record = RecordRow(**row._mapping)
+                found[record.source_ref] = record
+        return found
+
+    def sealed_under(
+        self, agreement_id: str, key_version: int, limit: int
+    ) -> list[tuple[str, bytes]]:
+        rows = self._c.execute(
+            select(RECORD.c.id, RECORD.c.payload)
+            .where(RECORD.c.agreement_id == agreement_id, RECORD.c.key_version == key_version)
+            .order_by(RECORD.c.id)
+            .limit(limit)
+        )
+        return [(str(i), bytes(p)) for i, p in rows]
+
+    def reseal(self, record_id: str, key_version: int, payload: bytes) -> None:
+        self._c.execute(
+            update(RECORD)
+            .where(RECORD.c.id == record_id)
+            .values(key_version=key_version, payload=payload)
+        )
+
+    def count_by_key_version(self, agreement_id: str) -> dict[int, int]:
+        rows = self._c.execute(
+            select(RECORD.c.key_version, func.count())
+            .where(RECORD.c.agreement_id == agreement_id)
+            .group_by(RECORD.c.key_version)
+        )
+        return {int(v): int(n) for v, n in rows}
+
 
 class SqlMeta:
     def __init__(self, connection: Connection) -> None:
@@ -216,3 +332,7 @@ class SqlMeta:
 
     def has_data(self) -> bool:
         return self._c.execute(select(RECORD.c.id).limit(1)).first() is not None
+
+    def agreements_with_data(self) -> list[str]:
+        rows = self._c.execute(select(SUBJECT.c.agreement_id).distinct())
+        return sorted(str(r[0]) for r in rows)

@@ -97,6 +97,27 @@ class MatchToken(SQLModel, table=True):
     token: str = Field(max_length=64)
     subject_id: str = Field(foreign_key="subject.id", max_length=40)
     record_id: str = Field(foreign_key="record.id", max_length=40)
+    # Which version of the agreement's linkage key made the token: two live at once
+    # only while a linkage key rotation is under way.
+    key_version: int = Field(default=1)
+
+
+class WrappedKey(SQLModel, table=True):
+    """One version of a working key, wrapped under the master key; never held in clear."""
+
+    __tablename__ = "wrapped_key"
+
+    kind: str = Field(primary_key=True, max_length=16)
+    agreement_id: str = Field(primary_key=True, max_length=64)
+    recipient: str = Field(primary_key=True, max_length=64)
+    version: int = Field(primary_key=True)
+    state: str = Field(max_length=16)
+    # NULL once destroyed: crypto-shredding leaves nothing to unwrap.
+    wrapped: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    check_value: str = Field(max_length=32)
+    master_check: str = Field(max_length=32)
+    created_at: str = Field(max_length=40)
+    changed_at: str = Field(max_length=40)
 
 
 class AuditEntry(SQLModel, table=True):

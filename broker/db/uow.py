@@ -13,6 +13,7 @@ from broker.db.repositories import (
     SqlAgreements,
     SqlAudit,
     SqlCredentials,
+    SqlKeys,
     SqlLinkage,
     SqlMeta,
     SqlRecords,
@@ -30,6 +31,7 @@ class SqlUnitOfWork:
     meta: SqlMeta
     agreements: SqlAgreements
     audit_queries: SqlAuditQueries
+    keys: SqlKeys
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -51,6 +53,7 @@ class SqlUnitOfWork:
         self.meta = SqlMeta(self._connection)
         self.agreements = SqlAgreements(self._connection)
         self.audit_queries = SqlAuditQueries(self._connection)
+        self.keys = SqlKeys(self._connection)
         return self
 
     def commit(self) -> None:

@@ -61,6 +61,15 @@ class BatchOut(BaseModel):
     tokenised_at_source: bool = False
 
 
+class RekeyOut(BaseModel):
+    """What a rekey batch added during a linkage key rotation."""
+
+    records: int = Field(description="Stored records that now have tokens under the new key")
+    tokens: int
+    key_version: int = Field(description="The linkage key version the new tokens were made with")
+    audit_entry: int
+
+
 IdentifierName = Literal[
     "given_name", "family_name", "date_of_birth", "postcode", "nhs_number", "upn"
 ]

@@ -26,8 +26,10 @@ from sqlalchemy.engine import make_url
 from adapters.tokenise import Tokenised, read_tokenised, tokenise_rows, write_tokenised
 from broker.bootstrap import Runtime
 from broker.clock import FixedClock
+from broker.errors import KeyFileError
 from broker.ingest import IDENTIFIER_NAMES, AtSource
 from broker.keys import KeyRing, create_key_file, load_key_file, load_linkage_key_file
+from broker.keystore import KeySlot, wrapping_context
 from broker.linkage import MATCH_KEYS, record_tokens
 from broker.normalise import (
     normalise_date,
@@ -393,12 +395,21 @@ def test_no_pseudonym_a_recipient_was_given_is_stored(
                 assert value not in blob, f"table {table} holds a recipient's pseudonym"
 
 
+def _working_key(ring: KeyRing, tables: Any, kind: str) -> bytes:
+    """A working key unwrapped from the stolen copy's wrapped_key table with ``ring``."""
+    row = next(r for r in tables["wrapped_key"] if r["kind"] == kind and r["version"] == 1)
+    return ring.unwrap(bytes(row["wrapped"]), wrapping_context(KeySlot(kind, AGREEMENT), 1))
+
+
 def test_payloads_do_not_open_with_keys_from_another_master_key(
     runtime: Runtime, stolen: tuple[Stolen, bytes | None, Any], other_keys: KeyRing
 ) -> None:
     tables, _, _ = stolen
     records = tables["record"]
-    wrong = other_keys.data_key(AGREEMENT)
+    # Another master key cannot unwrap the stolen data key, and its own key opens nothing.
+    with pytest.raises(KeyFileError):
+        _working_key(other_keys, tables, "data")
+    wrong = other_keys.legacy_key("data", AGREEMENT)
     for row in records:
         aad = associated_data(row["agreement_id"], row["id"])
         with pytest.raises(SealBroken) as broken:
@@ -407,7 +418,7 @@ def test_payloads_do_not_open_with_keys_from_another_master_key(
         assert broken.value.code == "payload_unreadable"
         assert str(broken.value) == "stored payload failed authentication"
     # Not vacuous: the broker's own key opens every one, and "sharps" is inside one of them.
-    right = load_key_file(runtime.settings.key_file).data_key(AGREEMENT)
+    right = _working_key(load_key_file(runtime.settings.key_file), tables, "data")
     opened = [
         json.loads(
             unseal(right, bytes(row["payload"]), associated_data(row["agreement_id"], row["id"]))
@@ -428,12 +439,12 @@ def test_tokens_from_another_master_key_match_none_stored(
     guessed = {
         token
         for person in everyone
-        for token in record_tokens(other_keys.linkage_key(AGREEMENT), person).values()
+        for token in record_tokens(other_keys.legacy_key("linkage", AGREEMENT), person).values()
     }
     assert len(guessed) >= 9
     assert not guessed & stored
     # Not vacuous: the same identifiers under the broker's own linkage key do match.
-    right = load_key_file(runtime.settings.key_file).linkage_key(AGREEMENT)
+    right = _working_key(load_key_file(runtime.settings.key_file), tables, "linkage")
     genuine = {t for person in everyone for t in record_tokens(right, person).values()}
     assert genuine & stored
     assert stored <= genuine

@@ -18,6 +18,7 @@ from broker.keys import (
     KeyRing,
     create_key_file,
     load_key_file,
+    master_key_from_environment,
     open_or_create_key_file,
 )
 
@@ -180,39 +181,50 @@ def test_key_file_with_later_version_loads(tmp_path: Path) -> None:
     assert ring.master_key == MASTER
 
 
-def test_derived_keys_are_32_bytes_and_stable() -> None:
+def test_wrap_round_trips_and_binds_the_slot() -> None:
     ring = KeyRing(master_key=MASTER, version=1)
-    again = KeyRing(master_key=MASTER, version=1)
-    assert len(ring.linkage_key("a")) == 32
-    assert ring.linkage_key("a") == again.linkage_key("a")
-    assert ring.data_key("a") == again.data_key("a")
-    assert ring.pseudonym_key("a", "r") == again.pseudonym_key("a", "r")
+    key = bytes(range(100, 132))
+    wrapped = ring.wrap(key, b"slot-a")
+    assert key not in wrapped
+    assert ring.unwrap(wrapped, b"slot-a") == key
+    assert ring.wrap(key, b"slot-a") != wrapped  # a fresh nonce every time
+    with pytest.raises(KeyFileError, match="could not be unwrapped"):
+        ring.unwrap(wrapped, b"slot-b")
+    with pytest.raises(KeyFileError, match="could not be unwrapped"):
+        KeyRing(master_key=bytes(32), version=1).unwrap(wrapped, b"slot-a")
+    with pytest.raises(KeyFileError, match="known wrapped format"):
+        ring.unwrap(b"\x02" + wrapped[1:], b"slot-a")
+    with pytest.raises(KeyFileError, match="known wrapped format"):
+        ring.unwrap(wrapped[:20], b"slot-a")
 
 
-def test_derived_keys_differ_per_agreement_kind_recipient_and_version() -> None:
+def test_legacy_keys_differ_per_agreement_kind_recipient_and_version() -> None:
     ring = KeyRing(master_key=MASTER, version=1)
     keys = [
-        ring.linkage_key("agreement-a"),
-        ring.linkage_key("agreement-b"),
-        ring.data_key("agreement-a"),
-        ring.data_key("agreement-b"),
-        ring.pseudonym_key("agreement-a", "police"),
-        ring.pseudonym_key("agreement-a", "school"),
-        ring.pseudonym_key("agreement-b", "police"),
-        KeyRing(master_key=MASTER, version=2).linkage_key("agreement-a"),
-        KeyRing(master_key=MASTER, version=2).data_key("agreement-a"),
-        KeyRing(master_key=MASTER, version=2).pseudonym_key("agreement-a", "police"),
-        KeyRing(master_key=bytes(32), version=1).linkage_key("agreement-a"),
+        ring.legacy_key("linkage", "agreement-a"),
+        ring.legacy_key("linkage", "agreement-b"),
+        ring.legacy_key("data", "agreement-a"),
+        ring.legacy_key("pseudonym", "agreement-a", "police"),
+        ring.legacy_key("pseudonym", "agreement-a", "school"),
+        ring.legacy_key("pseudonym", "a", "bc"),
+        ring.legacy_key("pseudonym", "ab", "c"),
+        KeyRing(master_key=MASTER, version=2).legacy_key("linkage", "agreement-a"),
+        KeyRing(master_key=bytes(32), version=1).legacy_key("linkage", "agreement-a"),
         MASTER,
     ]
     assert len(set(keys)) == len(keys)
+    assert all(len(k) == 32 for k in keys)
 
 
-def test_owner_names_cannot_be_reframed() -> None:
-    # ("a", "b-c") and ("a-b", "c") must not derive the same pseudonym key.
-    ring = KeyRing(master_key=MASTER, version=1)
-    assert ring.pseudonym_key("a", "bc") != ring.pseudonym_key("ab", "c")
-    assert ring.pseudonym_key("", "ab") != ring.pseudonym_key("ab", "")
+def test_the_master_key_from_the_environment() -> None:
+    encoded = base64.b64encode(MASTER).decode("ascii")
+    ring = master_key_from_environment(f" {encoded}\n")
+    assert ring.master_key == MASTER
+    assert ring.source == "BROKER_MASTER_KEY"
+    for bad in ("", "not base64!", base64.b64encode(b"short").decode(), encoded + encoded):
+        with pytest.raises(KeyFileError, match="32 random bytes") as error:
+            master_key_from_environment(bad)
+        assert (bad.strip() or "@@") not in str(error.value)
 
 
 def test_check_value_differs_per_key_and_hides_it() -> None:

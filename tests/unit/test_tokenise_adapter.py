@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import json
 import stat
 from datetime import UTC, datetime
@@ -29,12 +30,40 @@ from broker.ingest import (
     validate_batch,
     validate_tokenised_batch,
 )
-from broker.keys import LINKAGE_KEY_FILE_FORMAT, KeyRing, LinkageKey, load_linkage_key_file
+from broker.keys import (
+    LINKAGE_KEY_FILE_FORMAT,
+    LinkageKey,
+    load_linkage_key_file,
+    write_linkage_key_file,
+)
 from broker.linkage import record_tokens
 from tests.helpers import AGREEMENT, EXAMPLE_FILE, example_agreement
 
 AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-RING = KeyRing(master_key=bytes(range(32)), version=1)
+
+
+class _OperatorKeys:
+    """Per-agreement linkage keys as the broker's operator would export them."""
+
+    master_key = bytes(range(32))
+
+    def linkage(self, agreement_id: str) -> LinkageKey:
+        key = hashlib.sha256(self.master_key + agreement_id.encode("utf-8")).digest()
+        return LinkageKey(agreement_id, 1, key)
+
+    def linkage_key(self, agreement_id: str) -> bytes:
+        return self.linkage(agreement_id).key
+
+    def linkage_check_value(self, agreement_id: str) -> str:
+        return self.linkage(agreement_id).check_value
+
+    def export_linkage_key(self, agreement_id: str, path: Path, *, at: datetime) -> LinkageKey:
+        linkage = self.linkage(agreement_id)
+        write_linkage_key_file(linkage, path, at=at)
+        return linkage
+
+
+RING = _OperatorKeys()
 EXAMPLE = example_agreement()
 MATCH_KEYS = EXAMPLE.linkage.match_keys
 ED_ID = "ed-attendances"

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from broker.ingest import AtSource
 from broker.web.deps import AgencyDep, BrokerDep, RequestIdDep
-from broker.web.schemas import BatchIn, BatchOut, ErrorOut, ProblemOut
+from broker.web.schemas import BatchIn, BatchOut, ErrorOut, ProblemOut, RekeyOut
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -52,4 +52,43 @@ def post_batch(
         audit_entries=list(result.audit_entries),
         warnings=list(result.warnings),
         tokenised_at_source=at_source is not None,
+    )
+
+
+@router.post(
+    "/agreements/{agreement_id}/datasets/{dataset_id}/rekey",
+    status_code=200,
+    response_model=RekeyOut,
+    responses=_ERRORS,  # type: ignore[arg-type]
+)
+def post_rekey(
+    agreement_id: str,
+    dataset_id: str,
+    body: BatchIn,
+    agency: AgencyDep,
+    broker: BrokerDep,
+    request_id: RequestIdDep,
+) -> RekeyOut:
+    """During a linkage key rotation, add new-key tokens to records already stored.
+
+    The body is a batch of the provider's stored records (same record ids),
+    in clear or tokenised with the new linkage key file. All or nothing: an
+    unknown record id, or identifiers that do not give the tokens stored for
+    that record, reject the whole batch (422). With no rotation under way: 409.
+    """
+    tokenised = body.tokenised
+    at_source = None if tokenised is None else AtSource(tokenised.key_check, tokenised.key_version)
+    result = broker.rekey_batch(
+        agency=agency,
+        agreement_id=agreement_id,
+        dataset_id=dataset_id,
+        records=body.records,
+        request_id=request_id,
+        at_source=at_source,
+    )
+    return RekeyOut(
+        records=result.records,
+        tokens=result.tokens,
+        key_version=result.key_version,
+        audit_entry=result.audit_entry,
     )
