@@ -13,6 +13,7 @@ from broker.cli.adapter import adapter_app
 from broker.cli.agreements import agreements_app
 from broker.cli.audit import register as register_audit_commands
 from broker.cli.audit_reports import register as register_audit_reports
+from broker.cli.keys import keys_app
 from broker.errors import AccordError
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ register_audit_commands(audit_app)
 register_audit_reports(audit_app)
 app.add_typer(agencies_app, name="agencies")
 app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
 
 out = Console(soft_wrap=True, highlight=False, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
