@@ -17,6 +17,7 @@ from audit.events import AuditEvent, LoggedEntry
 from audit.log import LogSigner
 from broker.clock import Clock
 from broker.errors import Conflict, KeyFileError
+from broker.instruments import NO_INSTRUMENTS, Instruments
 from broker.interfaces import UnitOfWork, UnitOfWorkFactory
 from broker.keys import KeyProvider, KeyRing, signing_key_from_bytes
 from broker.keystore import DATA, LINKAGE, LOG_SIGNING, PSEUDONYM, KeySlot, KeyStore
@@ -65,6 +66,8 @@ class BrokerCore:
         self._units = units
         self._clock = clock
         self.limits = limits or Limits()
+        # Replaced by the app factory when telemetry is configured.
+        self.instruments: Instruments = NO_INSTRUMENTS
         self.agreements = AgreementBook(units=units, audit=self._audit, now=self._now)
         self._signer: LogSigner | None = None
         self._signer = _retry_on_conflict(lambda: self._prepare_keys(log or LogSchedule()))
@@ -174,6 +177,7 @@ class BrokerCore:
         with self._units() as uow:
             self._audit(uow, with_changes(base, outcome="refused", reason_code=code, detail=detail))
             uow.commit()
+        self.instruments.refused(code, action=base.action)
 
 
 def _retry_on_conflict(action: Callable[[], _T], attempts: int = 3) -> _T:

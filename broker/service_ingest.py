@@ -110,7 +110,12 @@ class IngestUseCases(BrokerCore):
                     uow, agreement, dataset_id, records, base, at_source=at_source
                 )
                 uow.commit()
-                return replace(result, warnings=decision.warnings)
+            self.instruments.records_ingested(
+                result.accepted, agreement=agreement.id, dataset=dataset_id
+            )
+            for rule, count in result.linked_by_rule.items():
+                self.instruments.links_made(count, agreement=agreement.id, rule=rule)
+            return replace(result, warnings=decision.warnings)
         except BatchRejected as rejected:
             codes = Counter(p.code for p in rejected.problems)
             self._refuse(
@@ -207,120 +212,132 @@ class IngestUseCases(BrokerCore):
         matching = linkage_keys[0].version
         later: list[tuple[LinkageKey, list[dict[str, str]]]]
         if at_source is None:
-            valid = validate_batch(
-                dataset,
-                records,
-                max_field_length=self.limits.max_field_length,
-                known_ref=existing.__contains__,
-            )
-            per_version = [
-                [
-                    record_tokens(linkage.key, r.identifiers, agreement.linkage.match_keys)
-                    for r in valid
+            with self.instruments.stage("validate"):
+                valid = validate_batch(
+                    dataset,
+                    records,
+                    max_field_length=self.limits.max_field_length,
+                    known_ref=existing.__contains__,
+                )
+            with self.instruments.stage("tokenise"):
+                per_version = [
+                    [
+                        record_tokens(linkage.key, r.identifiers, agreement.linkage.match_keys)
+                        for r in valid
+                    ]
+                    for linkage in linkage_keys
                 ]
-                for linkage in linkage_keys
-            ]
             batch_tokens = list(per_version[0])
             later = list(zip(linkage_keys[1:], per_version[1:], strict=True))
         else:
-            valid = validate_tokenised_batch(
-                dataset,
-                records,
-                match_keys=agreement.linkage.match_keys,
-                max_field_length=self.limits.max_field_length,
-                known_ref=existing.__contains__,
-            )
+            with self.instruments.stage("validate"):
+                valid = validate_tokenised_batch(
+                    dataset,
+                    records,
+                    match_keys=agreement.linkage.match_keys,
+                    max_field_length=self.limits.max_field_length,
+                    known_ref=existing.__contains__,
+                )
             # From here on a tokenised record takes exactly the path of a clear one.
             batch_tokens = [dict(r.tokens or {}) for r in valid]
             later = []
-        assignments = assign_subjects(
-            batch_tokens,
-            subjects_for=lambda mk, toks: uow.linkage.subjects_for_tokens(
-                agreement.id, matching, mk, toks
-            ),
-            identity_of=lambda mk, subs: uow.linkage.tokens_of_subjects(
-                agreement.id, matching, mk, subs
-            ),
-            new_subject=lambda: new_id("sub"),
-        )
-        now = self._now()
-        batch_id = new_id("bat")
-        uow.records.add_batch(
-            batch_id=batch_id,
-            agreement_id=agreement.id,
-            dataset_id=dataset_id,
-            agency_id=base.actor,
-            at=now,
-            count=len(valid),
-        )
-        uow.linkage.add_subjects(agreement.id, [a.subject_id for a in assignments if a.new], now)
-        data_key = self._keystore.active(uow.keys, KeySlot(DATA, agreement.id))
-        kept_identifiers = _released_identifiers(agreement, dataset_id)
-        rows: list[RecordRow] = []
-        tokens: list[TokenRow] = []
-        for index, (record, assignment, record_toks) in enumerate(
-            zip(valid, assignments, batch_tokens, strict=True)
-        ):
-            record_id = new_id("rec")
-            # Identifiers are kept (sealed) only where the agreement releases a coarse form of them.
-            kept = {n: record.identifiers[n] for n in kept_identifiers if n in record.identifiers}
-            plaintext = json.dumps({**record.fields, **kept}, sort_keys=True).encode("utf-8")
-            rows.append(
-                RecordRow(
-                    id=record_id,
-                    agreement_id=agreement.id,
-                    agreement_version=agreement.version,
-                    dataset_id=dataset_id,
-                    agency_id=base.actor,
-                    source_ref=record.source_ref,
-                    subject_id=assignment.subject_id,
-                    batch_id=batch_id,
-                    received_at=now,
-                    key_version=data_key.version,
-                    payload=seal(data_key.key, plaintext, associated_data(agreement.id, record_id)),
+        with self.instruments.stage("link"):
+            assignments = assign_subjects(
+                batch_tokens,
+                subjects_for=lambda mk, toks: uow.linkage.subjects_for_tokens(
+                    agreement.id, matching, mk, toks
+                ),
+                identity_of=lambda mk, subs: uow.linkage.tokens_of_subjects(
+                    agreement.id, matching, mk, subs
+                ),
+                new_subject=lambda: new_id("sub"),
+            )
+        with self.instruments.stage("store"):
+            now = self._now()
+            batch_id = new_id("bat")
+            uow.records.add_batch(
+                batch_id=batch_id,
+                agreement_id=agreement.id,
+                dataset_id=dataset_id,
+                agency_id=base.actor,
+                at=now,
+                count=len(valid),
+            )
+            uow.linkage.add_subjects(
+                agreement.id, [a.subject_id for a in assignments if a.new], now
+            )
+            data_key = self._keystore.active(uow.keys, KeySlot(DATA, agreement.id))
+            kept_identifiers = _released_identifiers(agreement, dataset_id)
+            rows: list[RecordRow] = []
+            tokens: list[TokenRow] = []
+            for index, (record, assignment, record_toks) in enumerate(
+                zip(valid, assignments, batch_tokens, strict=True)
+            ):
+                record_id = new_id("rec")
+                # Identifiers are kept (sealed) only where a release lets out a coarse form.
+                kept = {
+                    n: record.identifiers[n] for n in kept_identifiers if n in record.identifiers
+                }
+                plaintext = json.dumps({**record.fields, **kept}, sort_keys=True).encode("utf-8")
+                rows.append(
+                    RecordRow(
+                        id=record_id,
+                        agreement_id=agreement.id,
+                        agreement_version=agreement.version,
+                        dataset_id=dataset_id,
+                        agency_id=base.actor,
+                        source_ref=record.source_ref,
+                        subject_id=assignment.subject_id,
+                        batch_id=batch_id,
+                        received_at=now,
+                        key_version=data_key.version,
+                        payload=seal(
+                            data_key.key, plaintext, associated_data(agreement.id, record_id)
+                        ),
+                    )
                 )
-            )
-            tokens.extend(
-                TokenRow(mk, tok, assignment.subject_id, record_id, matching)
-                for mk, tok in record_toks.items()
-            )
-            for linkage, version_tokens in later:
                 tokens.extend(
-                    TokenRow(mk, tok, assignment.subject_id, record_id, linkage.version)
-                    for mk, tok in version_tokens[index].items()
+                    TokenRow(mk, tok, assignment.subject_id, record_id, matching)
+                    for mk, tok in record_toks.items()
                 )
-        uow.records.add_records(rows)
-        uow.linkage.add_tokens(agreement.id, tokens)
+                for linkage, version_tokens in later:
+                    tokens.extend(
+                        TokenRow(mk, tok, assignment.subject_id, record_id, linkage.version)
+                        for mk, tok in version_tokens[index].items()
+                    )
+            uow.records.add_records(rows)
+            uow.linkage.add_tokens(agreement.id, tokens)
         quality = tuple(p for r in valid for p in r.quality)
         by_rule = Counter(a.rule for a in assignments if a.rule is not None)
         linked = sum(by_rule.values())
         no_key = sum(1 for t in batch_tokens if not t)
-        ingest_entry = self._audit(
-            uow,
-            with_changes(
-                base,
-                detail={
-                    **base.detail,
-                    "batch_id": batch_id,
-                    "records": len(valid),
-                    "quality_issues": dict(sorted(Counter(p.code for p in quality).items())),
-                },
-            ),
-        )
-        link_entry = self._audit(
-            uow,
-            with_changes(
-                base,
-                action="link",
-                detail={
-                    "batch_id": batch_id,
-                    "linked": linked,
-                    "new_subjects": len(valid) - linked,
-                    "by_rule": dict(sorted(by_rule.items())),
-                    "without_match_key": no_key,
-                },
-            ),
-        )
+        with self.instruments.stage("audit"):
+            ingest_entry = self._audit(
+                uow,
+                with_changes(
+                    base,
+                    detail={
+                        **base.detail,
+                        "batch_id": batch_id,
+                        "records": len(valid),
+                        "quality_issues": dict(sorted(Counter(p.code for p in quality).items())),
+                    },
+                ),
+            )
+            link_entry = self._audit(
+                uow,
+                with_changes(
+                    base,
+                    action="link",
+                    detail={
+                        "batch_id": batch_id,
+                        "linked": linked,
+                        "new_subjects": len(valid) - linked,
+                        "by_rule": dict(sorted(by_rule.items())),
+                        "without_match_key": no_key,
+                    },
+                ),
+            )
         return IngestResult(
             batch_id=batch_id,
             accepted=len(valid),

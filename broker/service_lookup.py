@@ -106,18 +106,21 @@ class LookupUseCases(BrokerCore):
             on=today,
             fields=None if fields is None else tuple(fields),
         )
-        decision = decide_under(versions, request)
+        with self.instruments.stage("decide"):
+            decision = decide_under(versions, request)
         if isinstance(decision, Deny):
             self._refuse(base, decision.code, {})
             raise Refused(decision.reason, code=decision.code)
         try:
-            normalised = _lookup_identifiers(identifiers)
+            with self.instruments.stage("normalise"):
+                normalised = _lookup_identifiers(identifiers)
         except ValidationError as exc:
             self._refuse(base, exc.code, {})
             raise
         with self._units() as uow:
             linkage = self._keystore.linkage_keys(uow.keys, agreement.id)[0]
-            tokens = record_tokens(linkage.key, normalised, agreement.linkage.match_keys)
+            with self.instruments.stage("tokenise"):
+                tokens = record_tokens(linkage.key, normalised, agreement.linkage.match_keys)
             if tokens:
                 return self._find_and_release(
                     uow,
@@ -149,20 +152,22 @@ class LookupUseCases(BrokerCore):
     ) -> LookupResult:
         agreement = versions[0]
         agency = request.agency
-        subject, rule = find_subject(
-            tokens,
-            subjects_for=lambda mk, t: uow.linkage.subjects_for_tokens(
-                agreement.id, key_version, mk, t
-            ),
-            identity_of=lambda mk, s: uow.linkage.tokens_of_subjects(
-                agreement.id, key_version, mk, s
-            ),
-        )
-        holdings, shredded = (
-            ((), 0)
-            if subject is None
-            else self._holdings(uow, versions, subject, request, decision)
-        )
+        with self.instruments.stage("link"):
+            subject, rule = find_subject(
+                tokens,
+                subjects_for=lambda mk, t: uow.linkage.subjects_for_tokens(
+                    agreement.id, key_version, mk, t
+                ),
+                identity_of=lambda mk, s: uow.linkage.tokens_of_subjects(
+                    agreement.id, key_version, mk, s
+                ),
+            )
+        with self.instruments.stage("release"):
+            holdings, shredded = (
+                ((), 0)
+                if subject is None
+                else self._holdings(uow, versions, subject, request, decision)
+            )
         recipient_key = (
             None
             if subject is None
@@ -172,22 +177,25 @@ class LookupUseCases(BrokerCore):
             {f"{h.dataset}.{name}" for h in holdings for r in h.records for name in r.fields}
         )
         forms = {f"{f.dataset}.{f.field}": f.form for f in decision.fields}
-        entry = self._audit(
-            uow,
-            with_changes(
-                base,
-                detail={
-                    "matched": subject is not None,
-                    "subject": subject,
-                    "rule": rule,
-                    "released": [{"field": name, "form": forms[name]} for name in released],
-                    "providers": sorted({h.agency for h in holdings}),
-                    "warnings": warning_codes(decision.warnings),
-                    **({"shredded_records": shredded} if shredded else {}),
-                },
-            ),
-        )
-        uow.commit()
+        with self.instruments.stage("audit"):
+            entry = self._audit(
+                uow,
+                with_changes(
+                    base,
+                    detail={
+                        "matched": subject is not None,
+                        "subject": subject,
+                        "rule": rule,
+                        "released": [{"field": n, "form": forms[n]} for n in released],
+                        "providers": sorted({h.agency for h in holdings}),
+                        "warnings": warning_codes(decision.warnings),
+                        **({"shredded_records": shredded} if shredded else {}),
+                    },
+                ),
+            )
+            uow.commit()
+        if released:
+            self.instruments.released(agreement=agreement.id, purpose=request.purpose)
         return LookupResult(
             matched=subject is not None,
             pseudonym=None

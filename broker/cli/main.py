@@ -48,6 +48,7 @@ def serve(
 
     from broker.bootstrap import build_runtime
     from broker.config import load_settings
+    from broker.log_format import json_log_config
     from broker.web.app import create_app
 
     settings = load_settings()
@@ -57,6 +58,8 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         log_level=settings.log_level.lower(),
+        # JSON lines with request and trace ids; uvicorn's own access log (raw paths) is off.
+        log_config=json_log_config(settings.log_level),
     )
 
 

@@ -23,6 +23,7 @@ def create_app(runtime: Runtime, *, telemetry: Telemetry | None = None) -> FastA
     ``telemetry`` is given; the app shuts down only telemetry it built.
     """
     observed = telemetry or Telemetry.from_environment()
+    runtime.broker.instruments = observed
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

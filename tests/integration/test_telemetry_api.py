@@ -33,7 +33,7 @@ from broker.bootstrap import Runtime
 from broker.log_format import JsonFormatter
 from broker.telemetry import Telemetry
 from broker.web.app import create_app
-from tests.helpers import AGREEMENT, ed_record, school_record
+from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, school_record
 
 BATCHES = "/v1/agreements/{agreement}/datasets/{dataset}/batches"
 BATCH_ROUTE = "/v1/agreements/{agreement_id}/datasets/{dataset_id}/batches"
@@ -399,3 +399,49 @@ def test_a_collector_that_does_not_answer_neither_fails_nor_slows_requests(
     assert report["traces"]["exported"] == 0
     assert report["metrics"]["dropped"] >= 1
     assert shutdown < 8.0
+
+
+def test_the_pipeline_reports_its_stages_records_links_releases_and_refusals(
+    client: TestClient, reader: InMemoryMetricReader, keys: dict[str, str]
+) -> None:
+    school = f"/v1/agreements/{AGREEMENT}/datasets/school-attendance/batches"
+    ed = f"/v1/agreements/{AGREEMENT}/datasets/ed-attendances/batches"
+    posted = client.post(
+        school, json={"records": [school_record("SCH-1")]}, headers=_bearer(keys["school"])
+    )
+    assert posted.status_code == 201
+    assert (
+        client.post(
+            ed, json={"records": [ed_record("ED-1")]}, headers=_bearer(keys["ed"])
+        ).status_code
+        == 201
+    )
+    found = client.post(
+        LOOKUPS,
+        json={"purpose": "safeguarding-triage", "identifiers": IDENTIFIERS},
+        headers=_bearer(keys["social-care"]),
+    )
+    assert found.status_code == 200
+    refused = client.post(
+        LOOKUPS,
+        json={"purpose": "no-such-purpose", "identifiers": IDENTIFIERS},
+        headers=_bearer(keys["social-care"]),
+    )
+    assert refused.status_code == 403
+    ingested = {
+        p.attributes["accord.dataset"]: p.value
+        for p in _metric_points(reader, "accord.records.ingested")
+    }
+    assert ingested == {"school-attendance": 1, "ed-attendances": 1}
+    links = _metric_points(reader, "accord.links.made")
+    assert [(p.attributes["accord.rule"], p.value) for p in links] == [("name_dob_postcode", 1)]
+    releases = _metric_points(reader, "accord.releases")
+    assert [(p.attributes["accord.purpose"], p.value) for p in releases] == [
+        ("safeguarding-triage", 1)
+    ]
+    refusals = {
+        p.attributes["accord.reason"]: p.value for p in _metric_points(reader, "accord.refusals")
+    }
+    assert sum(refusals.values()) == 1
+    stages = {p.attributes["accord.stage"] for p in _metric_points(reader, "accord.stage.duration")}
+    assert {"validate", "tokenise", "link", "store", "audit", "decide", "release"} <= stages
