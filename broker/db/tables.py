@@ -249,3 +249,40 @@ class ApproverKey(SQLModel, table=True):
     public_key: str = Field(max_length=60)
     added_at: str = Field(max_length=40)
     revoked_at: str | None = Field(default=None, max_length=40)
+
+
+class Job(SQLModel, table=True):
+    """One background job: when it is next due, and which worker holds it while it runs.
+
+    Workers claim a due row with ``SELECT ... FOR UPDATE SKIP LOCKED`` (on SQLite,
+    ``BEGIN IMMEDIATE`` serialises them); the lease keeps a second worker from
+    starting the same job while the first still runs it.
+    """
+
+    __tablename__ = "job"
+
+    name: str = Field(primary_key=True, max_length=32)
+    next_due_at: str = Field(max_length=40)
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_until: str | None = Field(default=None, max_length=40)
+
+
+class JobRun(SQLModel, table=True):
+    """One run of a background job, for the scheduled time it answers; counts, never content."""
+
+    __tablename__ = "job_run"
+    # One run per scheduled time: the database itself refuses a second.
+    __table_args__ = (UniqueConstraint("job", "due_at", name="uq_job_run_due"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(max_length=32)
+    due_at: str = Field(max_length=40)
+    # The scheduled time this run set for the next one: the runs of a job form a chain.
+    next_due_at: str = Field(max_length=40)
+    worker: str = Field(max_length=64)
+    started_at: str = Field(max_length=40)
+    finished_at: str | None = Field(default=None, max_length=40)
+    outcome: str = Field(max_length=16)
+    # The error's type or stable code when the run failed; never its message.
+    error: str | None = Field(default=None, max_length=64)
+    counts: str = Field(sa_column=Column(Text, nullable=False))

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, Engine, RootTransaction
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from broker.db.audit_queries import SqlAuditQueries
+from broker.db.job_repository import SqlJobs, SqlRetention
 from broker.db.repositories import (
     SqlAgreements,
     SqlAudit,
@@ -32,6 +33,9 @@ class SqlUnitOfWork:
     agreements: SqlAgreements
     audit_queries: SqlAuditQueries
     keys: SqlKeys
+    # Background jobs' storage (``broker.job_ports``): the same transaction as the rest.
+    jobs: SqlJobs
+    retention: SqlRetention
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -54,6 +58,8 @@ class SqlUnitOfWork:
         self.agreements = SqlAgreements(self._connection)
         self.audit_queries = SqlAuditQueries(self._connection)
         self.keys = SqlKeys(self._connection)
+        self.jobs = SqlJobs(self._connection)
+        self.retention = SqlRetention(self._connection)
         return self
 
     def commit(self) -> None:
