@@ -104,6 +104,7 @@ def check_same_tokens(kit: BareKit, record: dict[str, str]) -> None:
             "postcode": normalise_postcode(record["postcode"]),
             "upn": normalise_upn(record["upn"]),
         },
+        ("upn", "name_dob_postcode"),  # the two the bare loader makes
     )
     if broker_tokens != {"upn": upn_token, "name_dob_postcode": ndp_token}:
         raise RuntimeError(
