@@ -16,6 +16,7 @@ Action = Literal[
     "agreement_change",
     "audit_search",
     "rekey",
+    "retention_purge",
 ]
 Outcome = Literal["permitted", "refused"]
 
