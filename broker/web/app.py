@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,6 +10,8 @@ from fastapi import FastAPI
 
 import broker
 from broker.bootstrap import Runtime
+from broker.jobs import JobRunner
+from broker.startup import SchemaWatch
 from broker.telemetry import Telemetry
 from broker.web.errors import install_error_handlers
 from broker.web.middleware import GuardMiddleware, ObserveMiddleware
@@ -16,18 +19,27 @@ from broker.web.routes import agreements, audit, audit_search, health, ingest, l
 from broker.web.routes import telemetry as telemetry_health
 
 
-def create_app(runtime: Runtime, *, telemetry: Telemetry | None = None) -> FastAPI:
+def create_app(
+    runtime: Runtime, *, telemetry: Telemetry | None = None, jobs: JobRunner | None = None
+) -> FastAPI:
     """Build the HTTP API around a prepared runtime (see ``broker.bootstrap.build_runtime``).
 
     Telemetry comes from the ``OTEL_*`` environment variables unless
     ``telemetry`` is given; the app shuts down only telemetry it built.
+    ``jobs`` (see ``broker.startup.job_runner_for``) run in the background from
+    start-up until shutdown; without them this worker runs none.
     """
     observed = telemetry or Telemetry.from_environment()
     runtime.broker.instruments = observed
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if jobs is not None:
+            jobs.start()
         yield
+        if jobs is not None:
+            # Off the event loop: a job under way finishes before the engine goes.
+            await asyncio.to_thread(jobs.stop)
         runtime.engine.dispose()
         if telemetry is None:
             observed.shutdown()
@@ -42,6 +54,7 @@ def create_app(runtime: Runtime, *, telemetry: Telemetry | None = None) -> FastA
         lifespan=lifespan,
     )
     app.state.broker = runtime.broker
+    app.state.schema = SchemaWatch(runtime.engine)
     app.state.telemetry = observed
     install_error_handlers(app)
     # The last added runs first: the observer must see (and label) the guard's refusals.

@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from broker.errors import AuthenticationFailed
 from broker.service import Broker
+from broker.startup import SchemaWatch
 
 _bearer = HTTPBearer(auto_error=False, description="An agency API key issued by the operator")
 
@@ -17,6 +18,12 @@ def get_broker(request: Request) -> Broker:
     """The service object the app factory built."""
     broker: Broker = request.app.state.broker
     return broker
+
+
+def get_schema(request: Request) -> SchemaWatch:
+    """The check of the database schema against this code's migrations."""
+    schema: SchemaWatch = request.app.state.schema
+    return schema
 
 
 def get_request_id(request: Request) -> str | None:
@@ -48,4 +55,5 @@ def current_ig_lead(
 BrokerDep = Annotated[Broker, Depends(get_broker)]
 AgencyDep = Annotated[str, Depends(current_agency)]
 IgLeadDep = Annotated[str, Depends(current_ig_lead)]
+SchemaDep = Annotated[SchemaWatch, Depends(get_schema)]
 RequestIdDep = Annotated[str | None, Depends(get_request_id)]
