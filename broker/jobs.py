@@ -123,6 +123,11 @@ class JobRunner:
         self._thread: threading.Thread | None = None
 
     @property
+    def running(self) -> bool:
+        """Whether the background thread is polling."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def names(self) -> list[str]:
         """The jobs this runner knows, by name."""
         return sorted(self._jobs)

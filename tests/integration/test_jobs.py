@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from broker.bootstrap import Runtime
@@ -18,6 +19,7 @@ from broker.db.uow import SqlUnitOfWorkFactory
 from broker.errors import NotFound, StorageError
 from broker.jobs import CHECKPOINT, JOBS_ACTOR, RETENTION, Job, JobRunner
 from broker.startup import JobOptions, job_runner_for
+from broker.web.app import create_app
 from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, school_record
 from tests.job_checks import assert_each_scheduled_run_once, recorded_runs
 
@@ -232,3 +234,19 @@ def test_a_stopped_runner_leaves_no_run_unfinished(runtime: Runtime) -> None:
     runs, schedule = recorded_runs(runtime.engine)
     assert_each_scheduled_run_once(runs, schedule)
     assert _count(runtime, JOB_RUN) >= 2
+
+
+def test_the_app_runs_its_jobs_from_start_up_to_shutdown(
+    runtime: Runtime, clock: FixedClock
+) -> None:
+    runner = job_runner_for(runtime, JobOptions(poll_seconds=0.05), clock=clock)
+    with TestClient(create_app(runtime, jobs=runner)) as client:
+        assert runner.running
+        deadline = time.monotonic() + 10
+        while len(recorded_runs(runtime.engine)[0]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.get("/ready").status_code == 200
+    assert not runner.running
+    runs, schedule = recorded_runs(runtime.engine)
+    assert {r.job for r in runs} == {CHECKPOINT, RETENTION}
+    assert_each_scheduled_run_once(runs, schedule)
