@@ -31,7 +31,7 @@ from broker.interfaces import RecordRow, TokenRow, UnitOfWork
 from broker.keys import LinkageKey, write_linkage_key_file
 from broker.keystore import DATA, KeySlot
 from broker.linkage import assign_subjects, record_tokens
-from broker.pseudonymise import constant_time_equal
+from broker.pseudonymise import Tokeniser, constant_time_equal
 from broker.sealing import associated_data, seal
 from broker.service_core import BrokerCore, warning_codes, with_changes
 
@@ -220,12 +220,14 @@ class IngestUseCases(BrokerCore):
                     known_ref=existing.__contains__,
                 )
             with self.instruments.stage("tokenise"):
+                # One keyed HMAC object per key for the whole batch, copied per token.
+                tokenisers = [Tokeniser(linkage.key) for linkage in linkage_keys]
                 per_version = [
                     [
-                        record_tokens(linkage.key, r.identifiers, agreement.linkage.match_keys)
+                        record_tokens(tokeniser, r.identifiers, agreement.linkage.match_keys)
                         for r in valid
                     ]
-                    for linkage in linkage_keys
+                    for tokeniser in tokenisers
                 ]
             batch_tokens = list(per_version[0])
             later = list(zip(linkage_keys[1:], per_version[1:], strict=True))
