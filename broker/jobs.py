@@ -32,7 +32,7 @@ from agreements.models import Agreement, Dataset
 from agreements.registry import AgreementRegistry
 from audit.events import AuditEvent, StoredCheckpoint
 from broker.clock import Clock
-from broker.errors import AccordError, Conflict
+from broker.errors import AccordError, ConfigError, Conflict
 from broker.job_ports import JobAuditAppender, JobUnitOfWorkFactory
 
 log = logging.getLogger("broker.jobs")
@@ -55,7 +55,7 @@ class Job:
 
     def __post_init__(self) -> None:
         if self.every <= timedelta(0):
-            raise ValueError("a job must be due at a positive interval")
+            raise ConfigError(f"job '{self.name}' must be due at a positive interval")
 
 
 def next_due(due: datetime, now: datetime, every: timedelta) -> datetime:
@@ -108,9 +108,9 @@ class JobRunner:
     ) -> None:
         names = [job.name for job in jobs]
         if len(set(names)) != len(names):
-            raise ValueError("job names must be unique")
+            raise ConfigError("job names must be unique")
         if poll_seconds <= 0 or lease_seconds <= 0:
-            raise ValueError("poll and lease times must be positive")
+            raise ConfigError("the job poll and lease times must be positive")
         self._units = units
         self._jobs = {job.name: job for job in jobs}
         self._clock = clock
@@ -256,7 +256,7 @@ class RetentionPurge:
         batch_size: int = 1000,
     ) -> None:
         if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+            raise ConfigError("the retention batch size must be at least 1")
         self._units = units
         self._registry = registry
         self._audit = audit

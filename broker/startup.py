@@ -183,7 +183,7 @@ def job_runner_for(
     )
 
 
-def serve(
+def run_server(
     settings: Settings,
     *,
     host: str | None = None,

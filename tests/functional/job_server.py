@@ -1,6 +1,6 @@
 """``broker serve`` with background jobs on a short schedule, for the functional job tests.
 
-Runs ``broker.startup.serve``, the server start-up ``broker serve`` is meant to
+Runs ``broker.startup.run_server``, the server start-up ``broker serve`` is meant to
 call, with job timings the settings cannot yet express (there is no
 ``BROKER_JOB_*`` setting yet). Errors end the process as the CLI does: one
 line on stderr and exit status 1.
@@ -13,7 +13,7 @@ import sys
 
 from broker.config import load_settings
 from broker.errors import AccordError
-from broker.startup import JobOptions, serve
+from broker.startup import JobOptions, run_server
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
         retention_every_seconds=args.retention_every,
     )
     try:
-        serve(load_settings(), port=args.port, jobs=jobs, max_wait_seconds=args.max_wait)
+        run_server(load_settings(), port=args.port, jobs=jobs, max_wait_seconds=args.max_wait)
     except AccordError as exc:
         sys.stderr.write(f"broker: error: {exc.one_line()}\n")
         sys.exit(1)

@@ -1,6 +1,6 @@
 """Two real server processes on one PostgreSQL database run each background job once.
 
-Each server runs ``broker.startup.serve`` (see ``job_server``) with its jobs due
+Each server runs ``broker.startup.run_server`` (see ``job_server``) with its jobs due
 every half second or so and polled every 0.2 s, while agencies ingest and look
 up over HTTP through both. Afterwards the ``job_run`` table must show every
 scheduled run of every job exactly once, none overlapping, spread over both
