@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     log_origin: str = Field(default="accord.local/audit", pattern=r"^[A-Za-z0-9._/:-]{1,256}$")
     checkpoint_every_entries: int = Field(default=100, ge=1, le=1_000_000)
     checkpoint_every_seconds: float = Field(default=60.0, ge=1.0, le=86_400.0)
+    # Background jobs (broker.jobs): every worker polls; each scheduled run happens once.
+    jobs_enabled: bool = True
+    job_poll_seconds: float = Field(default=5.0, ge=0.05, le=3600.0)
+    retention_every_seconds: float = Field(default=3600.0, ge=1.0, le=604_800.0)
+    # How long `broker serve` waits, with backoff, for a database that does not answer yet.
+    database_wait_seconds: float = Field(default=30.0, ge=0.0, le=600.0)
 
     @field_validator("database_url")
     @classmethod

@@ -189,9 +189,11 @@ def run_server(
     host: str | None = None,
     port: int | None = None,
     jobs: JobOptions | None = None,
-    max_wait_seconds: float = 30.0,
+    max_wait_seconds: float | None = None,
 ) -> None:
     """Run the HTTP API under uvicorn until stopped, with this worker's background jobs.
+
+    Jobs and the database wait come from the settings unless given here.
 
     Waits for the database first (``build_runtime_with_retry``); every worker
     may run the jobs, since each scheduled run is claimed by one worker only.
@@ -201,8 +203,13 @@ def run_server(
     from broker.log_format import json_log_config  # noqa: PLC0415 - as above
     from broker.web.app import create_app  # noqa: PLC0415 - the web layer imports this module
 
-    options = jobs or JobOptions()
-    runtime = build_runtime_with_retry(settings, max_wait_seconds=max_wait_seconds)
+    options = jobs or JobOptions(
+        enabled=settings.jobs_enabled,
+        poll_seconds=settings.job_poll_seconds,
+        retention_every_seconds=settings.retention_every_seconds,
+    )
+    wait = settings.database_wait_seconds if max_wait_seconds is None else max_wait_seconds
+    runtime = build_runtime_with_retry(settings, max_wait_seconds=wait)
     runner = job_runner_for(runtime, options) if options.enabled else None
     uvicorn.run(
         create_app(runtime, jobs=runner),

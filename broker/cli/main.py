@@ -44,23 +44,11 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
 ) -> None:
     """Run the HTTP API under uvicorn until stopped."""
-    import uvicorn
-
-    from broker.bootstrap import build_runtime
     from broker.config import load_settings
-    from broker.log_format import json_log_config
-    from broker.web.app import create_app
+    from broker.startup import run_server
 
-    settings = load_settings()
-    runtime = build_runtime(settings)
-    uvicorn.run(
-        create_app(runtime),
-        host=host or settings.host,
-        port=port or settings.port,
-        log_level=settings.log_level.lower(),
-        # JSON lines with request and trace ids; uvicorn's own access log (raw paths) is off.
-        log_config=json_log_config(settings.log_level),
-    )
+    # Waits for the database, then serves with this worker's share of the background jobs.
+    run_server(load_settings(), host=host, port=port)
 
 
 @app.command()
