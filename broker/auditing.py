@@ -103,6 +103,22 @@ class AuditTrail:
             uow.commit()
         return stored
 
+    def checkpoint_age_seconds(self) -> float:
+        """How long entries have waited for a checkpoint to cover them; 0 when all are covered.
+
+        Measured from the newest checkpoint, so it grows while the log has entries
+        that no signed checkpoint covers yet (what monitoring should alert on).
+        """
+        with self._units() as uow:
+            latest = uow.audit.latest_checkpoint()
+            size, _ = uow.audit.head()
+        if latest is None:
+            return 0.0 if size == 0 else float("inf")
+        if size <= latest.size:
+            return 0.0
+        waited = datetime.fromisoformat(self._now()) - datetime.fromisoformat(latest.created_at)
+        return max(waited.total_seconds(), 0.0)
+
     def latest_checkpoint(self) -> StoredCheckpoint:
         """The newest signed checkpoint; a fresh one when entries have waited T seconds for one.
 

@@ -146,6 +146,12 @@ class JobRunner:
                     raise
         self._registered = True
 
+    def overdue(self) -> int:
+        """How many jobs are due and not yet claimed: the queue depth monitoring watches."""
+        now = stamp(self._clock.now())
+        with self._units() as uow:
+            return sum(1 for due in uow.jobs.schedule().values() if due <= now)
+
     def run_due(self) -> int:
         """Claim and run every job that is due now and not running elsewhere; how many ran."""
         if not self._registered:

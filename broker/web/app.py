@@ -14,6 +14,7 @@ from broker.jobs import JobRunner
 from broker.startup import SchemaWatch
 from broker.telemetry import Telemetry
 from broker.web.errors import install_error_handlers
+from broker.web.gauges import watch_broker
 from broker.web.middleware import GuardMiddleware, ObserveMiddleware
 from broker.web.routes import agreements, audit, audit_search, health, ingest, lookup
 from broker.web.routes import telemetry as telemetry_health
@@ -31,6 +32,7 @@ def create_app(
     """
     observed = telemetry or Telemetry.from_environment()
     runtime.broker.instruments = observed
+    watch_broker(observed, runtime.broker, jobs)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
