@@ -1,8 +1,9 @@
 """``python -m bench``: run every figure and print one table.
 
-``--quick`` is the smoke-test size (well under 20 seconds); ``--records N``
-sets how many records the ingest figures load (and the lookup figure searches).
-The audit figures (5 to 8) have sizes of their own, smaller with ``--quick``.
+``--quick`` is the smoke-test size; ``--records N`` sets how many records the
+ingest figures load (and the lookup figure searches). The audit figures (5 to
+8) and the HTTP figures (9 and 10, ``bench.http``) have sizes of their own,
+smaller with ``--quick``; ``--no-http`` leaves the HTTP figures out.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import audit_log, audit_tree, ingest, lookup, tokenise
+from bench import http as http_figures
 from bench.workload import Row, school_records
 
 DEFAULT_RECORDS = 20_000
@@ -28,7 +30,10 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m bench", description="Accord's benchmark figures, each against its limit."
     )
     parser.add_argument(
-        "--quick", action="store_true", help="small sizes for a smoke test (under 20 s)"
+        "--quick", action="store_true", help="small sizes for a smoke test (about 2 minutes)"
+    )
+    parser.add_argument(
+        "--no-http", action="store_true", help="leave out figures 9 and 10 (over HTTP)"
     )
     parser.add_argument(
         "--records",
@@ -56,12 +61,37 @@ def results_table(rows: Sequence[Row], title: str) -> Table:
     return table
 
 
+def http_rows(progress: Console, *, quick: bool) -> list[Row]:
+    """Figures 9 and 10 (``bench.http``) at its default or quick sizes, as rows of this table."""
+    options = http_figures.parse_arguments(["--quick"] if quick else [])
+    rows = []
+    for row in http_figures.run(options, progress):
+        rows.append(
+            Row(
+                figure=row.figure,
+                backend=f"{row.backend}, {row.workers} worker(s), {row.clients} client(s)",
+                broker=row.broker,
+                bare=row.bare,
+                ratio=row.ratio,
+                notes=f"target {row.target}; {row.notes}",
+            )
+        )
+    return rows
+
+
 def run_all(
-    records: int, tokenise_records: int, lookups: int, progress: Console, *, quick: bool = False
+    records: int,
+    tokenise_records: int,
+    lookups: int,
+    progress: Console,
+    *,
+    quick: bool = False,
+    http: bool = True,
 ) -> list[Row]:
     """Every figure, in figure order; all files live in one temp folder removed at the end.
 
-    ``quick`` picks the audit figures' smoke-test sizes.
+    ``quick`` picks the audit and HTTP figures' smoke-test sizes; ``http`` False
+    leaves out figures 9 and 10.
     """
     rows: list[Row] = []
     workload = school_records(records)
@@ -89,6 +119,9 @@ def run_all(
             "figures 7 and 8: audit appends, SQLite and PostgreSQL, and full verification"
         )
         rows.extend(audit_log.run(folder / "audit-log", quick=quick))
+    if http:
+        progress.print("figures 9 and 10: ingest and lookups over HTTP through broker serve")
+        rows.extend(http_rows(progress, quick=quick))
     return rows
 
 
@@ -104,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lookups=100 if quick else 1_000,
         progress=progress,
         quick=quick,
+        http=not arguments.no_http,
     )
     elapsed = time.perf_counter() - started
     title = f"Accord benchmark{' (quick)' if quick else ''}: broker against the bare limit"
