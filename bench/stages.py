@@ -5,10 +5,12 @@ ingest batches of 1,000 new records and single lookups through the real app
 (``create_app``, in-process with Starlette's test client, so no sockets or
 uvicorn), one at a time. The broker's own pipeline stages are timed through
 its ``Instruments`` hook (validate, normalise, tokenise, link, store, decide,
-release, audit); what is left of each request's time is outside them:
-FastAPI and pydantic parsing the body, authentication, opening and committing
-the transaction, building the JSON answer. ``--profile`` adds cProfile's
-busiest functions. PostgreSQL by default (``BROKER_TEST_POSTGRES_URL``), or
+release, audit); the service call and authentication are timed around them,
+and the same requests are sent to ``bench.http_constant`` through the same
+test client, so what the web layer adds beyond a bare route is what remains.
+The request log is not configured in-process, so its formatting is not in
+these figures (``broker serve`` writes it). ``--profile`` adds cProfile's
+busiest functions in the service calls. PostgreSQL by default (``BROKER_TEST_POSTGRES_URL``), or
 ``--sqlite``.
 """
 
@@ -32,6 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.http import BATCH_PATH, LOOKUP_PATH, postgres_database
+from bench.http_constant import create_app as constant_app
 from bench.ingest import postgres_url
 from bench.workload import (
     AGREEMENT,
@@ -127,6 +130,14 @@ def _measure(timer: StageTimer, spans: Spans, send: Callable[[], None], repeats:
     return sample
 
 
+def _mean(send: Callable[[], object], repeats: int) -> float:
+    """Mean seconds of ``send``."""
+    started = time.perf_counter()
+    for _ in range(repeats):
+        send()
+    return (time.perf_counter() - started) / repeats
+
+
 def _stage_table(title: str, sample: Sample) -> Table:
     table = Table(title=title)
     table.add_column("part")
@@ -144,12 +155,17 @@ def _stage_table(title: str, sample: Sample) -> Table:
             add(f"stage: {name}", sample[name])
     service = sample.get("service", 0.0)
     auth = sample.get("auth", 0.0)
+    bare = sample.get("constant", 0.0)
     add(
         "service call outside the stages (transaction, commit, registry, decision)",
         service - inside,
     )
     add("authentication (API key digest lookup)", auth)
-    add("HTTP and FastAPI (body parsing and validation, JSON answer)", total - service - auth)
+    add(
+        "web layer beyond a bare route (middleware, schemas)",
+        total - service - auth - bare,
+    )
+    add("test client and a bare FastAPI route (bench.http_constant, same body)", bare)
     table.add_row("whole request", f"{total * 1e3:.2f}", "100%")
     return table
 
@@ -195,7 +211,8 @@ def run(
         spans.wrap(runtime.broker, "ingest_batch", "service")
         spans.wrap(runtime.broker, "lookup", "service")
         spans.wrap(runtime.broker, "authenticate", "auth")
-        fresh = iter(list(batches(records[stored:])))
+        fresh_batches = list(batches(records[stored:]))
+        fresh = iter(fresh_batches)
         rng = random.Random(SEED + 20)
 
         def ingest(client: TestClient) -> Callable[[], None]:
@@ -219,11 +236,17 @@ def run(
 
             return send
 
-        with TestClient(app) as client:
+        with TestClient(app) as client, TestClient(constant_app()) as bare:
             lookup(client)()  # warm up: first request builds FastAPI's caches
             halves = batches_timed // 2 if profile else batches_timed
             ingest_sample = _measure(timer, spans, ingest(client), max(halves, 1))
             lookup_sample = _measure(timer, spans, lookup(client), lookups)
+            lookup(bare)()
+            ingest_sample["constant"] = _mean(
+                lambda: bare.post(BATCH_PATH, json={"records": fresh_batches[0]}),
+                max(halves, 1),
+            )
+            lookup_sample["constant"] = _mean(lookup(bare), lookups)
             console.print(_stage_table("one ingest batch of 1,000 records", ingest_sample))
             console.print(_stage_table("one lookup", lookup_sample))
             if profile:
