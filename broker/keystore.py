@@ -25,6 +25,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from threading import Lock
+from time import monotonic
 
 from broker.errors import KeyFileError, NotFound
 from broker.interfaces import StoredKey, WrappedKeyRepository
@@ -83,28 +84,57 @@ def wrapping_context(slot: KeySlot, version: int) -> bytes:
 class KeyStore:
     """Creates, unwraps and caches working keys; the only code that touches key material.
 
-    Every call reads the slot's versions through the repository it is given,
-    so a rotation or destruction by another process shows at the next call;
-    only the unwrapped bytes of a version are cached, and a destroyed version
-    is dropped from the cache when it is seen.
+    Linkage keys' versions are read through the repository on every call, so
+    a rotation by another process changes how the next record links. Data,
+    pseudonym and log-signing keys' versions are remembered for
+    ``metadata_seconds`` (a lookup would otherwise read them three times):
+    another process's rotation or destruction of those shows within that
+    time, and changes made through this store show at once. What that delay
+    can and cannot do is in docs/pseudonymisation.md, section 1.6. Unwrapped
+    bytes are cached per version; a destroyed version is dropped when seen.
     """
 
-    def __init__(self, provider: KeyProvider, now: Callable[[], str]) -> None:
+    def __init__(
+        self, provider: KeyProvider, now: Callable[[], str], *, metadata_seconds: float = 2.0
+    ) -> None:
         self.provider = provider
         self._now = now
         self._cache: dict[tuple[KeySlot, int], bytes] = {}
+        self._metadata: dict[KeySlot, tuple[float, list[StoredKey]]] = {}
+        self._metadata_seconds = metadata_seconds
         self._lock = Lock()
 
     # -- reading ------------------------------------------------------------
 
-    def versions(self, repo: WrappedKeyRepository, slot: KeySlot) -> list[StoredKey]:
-        """Every version of a slot, oldest first (destroyed ones included)."""
-        rows = repo.versions(slot.kind, slot.agreement_id, slot.recipient)
-        return sorted(rows, key=lambda row: row.version)
+    def versions(
+        self, repo: WrappedKeyRepository, slot: KeySlot, *, fresh: bool = False
+    ) -> list[StoredKey]:
+        """Every version of a slot, oldest first (destroyed ones included).
 
-    def active(self, repo: WrappedKeyRepository, slot: KeySlot) -> WorkingKey:
+        ``fresh`` reads the repository whatever is remembered; key operations use it.
+        """
+        remembered = self._metadata.get(slot)
+        if not fresh and slot.kind != LINKAGE and remembered and remembered[0] > monotonic():
+            return remembered[1]
+        rows = sorted(
+            repo.versions(slot.kind, slot.agreement_id, slot.recipient),
+            key=lambda row: row.version,
+        )
+        if rows and slot.kind != LINKAGE:
+            with self._lock:
+                self._metadata[slot] = (monotonic() + self._metadata_seconds, rows)
+        return rows
+
+    def refresh(self) -> None:
+        """Forget every remembered version list (after keys changed in another process)."""
+        with self._lock:
+            self._metadata.clear()
+
+    def active(
+        self, repo: WrappedKeyRepository, slot: KeySlot, *, fresh: bool = False
+    ) -> WorkingKey:
         """The version that makes new tokens, seals or pseudonyms; created on first use."""
-        rows = self.versions(repo, slot)
+        rows = self.versions(repo, slot, fresh=fresh)
         for row in rows:
             if row.state == ACTIVE:
                 return self._open(slot, row)
@@ -112,9 +142,14 @@ class KeyStore:
             raise KeyFileError(f"key {slot.name} has no active version; rotate it to make one")
         return self._create(repo, slot, version=1, key=None)
 
-    def version(self, repo: WrappedKeyRepository, slot: KeySlot, version: int) -> WorkingKey | None:
+    def version(
+        self, repo: WrappedKeyRepository, slot: KeySlot, version: int, *, fresh: bool = False
+    ) -> WorkingKey | None:
         """One version of a key, or None when it was destroyed (what it made is unreadable)."""
-        for row in self.versions(repo, slot):
+        rows = self.versions(repo, slot, fresh=fresh)
+        if not fresh and all(row.version != version for row in rows):
+            rows = self.versions(repo, slot, fresh=True)  # made since it was remembered
+        for row in rows:
             if row.version == version:
                 return None if row.state == DESTROYED else self._open(slot, row)
         raise NotFound(f"key {slot.name} has no version {version}")
@@ -122,12 +157,18 @@ class KeyStore:
     def linkage_keys(self, repo: WrappedKeyRepository, agreement_id: str) -> list[LinkageKey]:
         """The agreement's linkage keys still in use, oldest first: the first is matched on."""
         slot = KeySlot(LINKAGE, agreement_id)
-        self.active(repo, slot)  # creates version 1 on first use
-        return [
+        rows = self.versions(repo, slot)
+        if not rows:
+            created = self._create(repo, slot, version=1, key=None)
+            return [LinkageKey(agreement_id, created.version, created.key)]
+        in_use = [
             LinkageKey(agreement_id, row.version, self._open(slot, row).key)
-            for row in self.versions(repo, slot)
+            for row in rows
             if row.state in (ACTIVE, RETIRING)
         ]
+        if not any(row.state == ACTIVE for row in rows):
+            raise KeyFileError(f"key {slot.name} has no active version; rotate it to make one")
+        return in_use
 
     def linkage(self, repo: WrappedKeyRepository, agreement_id: str) -> LinkageKey:
         """The agreement's active linkage key, the one exported to providers."""
@@ -147,14 +188,15 @@ class KeyStore:
 
         ``key`` is given only when adopting a key made before the store existed.
         """
-        rows = self.versions(repo, slot)
+        rows = self.versions(repo, slot, fresh=True)
         version = (rows[-1].version + 1) if rows else 1
         return self._create(repo, slot, version=version, key=key)
 
     def forget(self, slot: KeySlot, version: int) -> None:
-        """Drop one version's unwrapped bytes from this process (after destroying it)."""
+        """Drop one version's unwrapped bytes, and the slot's remembered versions."""
         with self._lock:
             self._cache.pop((slot, version), None)
+            self._metadata.pop(slot, None)
 
     # -- internals ----------------------------------------------------------
 
@@ -184,6 +226,7 @@ class KeyStore:
         )
         with self._lock:
             self._cache[(slot, version)] = material
+            self._metadata.pop(slot, None)
         return WorkingKey(slot, version, material)
 
     def _open(self, slot: KeySlot, row: StoredKey) -> WorkingKey:

@@ -130,14 +130,14 @@ class KeyUseCases(BrokerCore):
         """Make a new version of a key; see the module docstring for what each kind then does."""
         slot = self._slot(kind, agreement_id, recipient)
         with self._units() as uow:
-            rows = self._keystore.versions(uow.keys, slot)
+            rows = self._keystore.versions(uow.keys, slot, fresh=True)
             if kind == LINKAGE and any(r.state == RETIRING for r in rows):
                 raise Conflict(
                     f"a rotation of {slot.name} is already under way; complete it with "
                     "'broker keys complete-rotation' before starting another",
                     code="rotation_in_progress",
                 )
-            old = self._keystore.active(uow.keys, slot)
+            old = self._keystore.active(uow.keys, slot, fresh=True)
             retired_as = RETIRING if kind == LINKAGE else RETIRED
             uow.keys.set_state(
                 slot.kind,
@@ -174,10 +174,10 @@ class KeyUseCases(BrokerCore):
         total = 0
         while True:
             with self._units() as uow:
-                active = self._keystore.active(uow.keys, slot)
+                active = self._keystore.active(uow.keys, slot, fresh=True)
                 older = [
                     r.version
-                    for r in self._keystore.versions(uow.keys, slot)
+                    for r in self._keystore.versions(uow.keys, slot, fresh=True)
                     if r.version != active.version and r.state != DESTROYED
                 ]
                 chunk: list[tuple[str, bytes]] = []
@@ -188,7 +188,7 @@ class KeyUseCases(BrokerCore):
                         break
                 if not chunk:
                     break
-                old_key = self._keystore.version(uow.keys, slot, version)
+                old_key = self._keystore.version(uow.keys, slot, version, fresh=True)
                 assert old_key is not None  # destroyed versions were left out above
                 for record_id, payload in chunk:
                     aad = associated_data(slot.agreement_id, record_id)
@@ -205,7 +205,7 @@ class KeyUseCases(BrokerCore):
         """Link on the new linkage key and destroy the old, once every record has new tokens."""
         slot = self._slot(LINKAGE, agreement_id, "")
         with self._units() as uow:
-            rows = self._keystore.versions(uow.keys, slot)
+            rows = self._keystore.versions(uow.keys, slot, fresh=True)
             retiring = [r for r in rows if r.state == RETIRING]
             if not retiring:
                 raise Conflict(
@@ -214,7 +214,7 @@ class KeyUseCases(BrokerCore):
                     code="no_rotation",
                 )
             old = retiring[0].version
-            new = self._keystore.active(uow.keys, slot).version
+            new = self._keystore.active(uow.keys, slot, fresh=True).version
             lacking = uow.linkage.records_lacking_version(agreement_id, have=old, lack=new)
             if lacking:
                 waiting = ", ".join(f"{c.agency_id}/{c.dataset_id}: {c.records}" for c in lacking)
@@ -264,7 +264,7 @@ class KeyUseCases(BrokerCore):
         if not reason.strip():
             raise Refused("give a reason for destroying a key; it is audited", code="reason_needed")
         with self._units() as uow:
-            rows = self._keystore.versions(uow.keys, slot)
+            rows = self._keystore.versions(uow.keys, slot, fresh=True)
             live = [r for r in rows if r.state != DESTROYED]
             if version is None:
                 targets = self._shred_targets(slot, live, live_agreement=live_agreement)

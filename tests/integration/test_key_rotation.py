@@ -316,6 +316,8 @@ def test_shredded_records_are_never_released(linked: Runtime) -> None:
                 "WHERE kind = 'data' AND version = 1"
             )
         )
+    # Another process changed the keys: this one notices within seconds, or at once here.
+    linked.broker._keystore.refresh()
     result = _lookup(linked)
     assert _providers(result) == ["school"]
     entries = linked.broker.audit_page(actor="social-care", after=0, limit=100)

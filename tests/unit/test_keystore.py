@@ -142,3 +142,56 @@ def test_reprs_hold_no_key_material() -> None:
     for text in (repr(key), repr(row), str(key)):
         assert key.key.hex()[:12] not in text
         assert row.wrapped.hex()[:12] not in text
+
+
+class CountingKeys(MemoryKeys):
+    """Counts the reads, to show which key kinds are remembered."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def versions(self, kind: str, agreement_id: str, recipient: str) -> list[StoredKey]:
+        self.reads += 1
+        return super().versions(kind, agreement_id, recipient)
+
+
+def test_data_key_versions_are_remembered_briefly_but_linkage_keys_never() -> None:
+    store = KeyStore(RING, lambda: NOW, metadata_seconds=60)
+    repo = CountingKeys()
+    for _ in range(2):  # the first read after creating a key goes to the repository
+        store.active(repo, KeySlot(DATA, "agr"))
+    store.linkage_keys(repo, "agr")
+    repo.reads = 0
+    for _ in range(5):
+        store.active(repo, KeySlot(DATA, "agr"))
+        store.linkage_keys(repo, "agr")
+    assert repo.reads == 5  # one per linkage read, none for the data key
+    store.active(repo, KeySlot(DATA, "agr"), fresh=True)
+    assert repo.reads == 6
+
+
+def test_another_process_change_shows_after_the_remembered_time() -> None:
+    store = KeyStore(RING, lambda: NOW, metadata_seconds=0.0)
+    repo = MemoryKeys()
+    slot = KeySlot(DATA, "agr")
+    store.active(repo, slot)
+    # Another process retires version 1 and makes version 2.
+    other = KeyStore(RING, lambda: NOW)
+    repo.set_state(DATA, "agr", "", 1, state=RETIRED, at=NOW)
+    other.add_version(repo, slot)
+    assert store.active(repo, slot).version == 2
+    repo.destroy(DATA, "agr", "", 1, NOW)
+    assert store.version(repo, slot, 1) is None
+
+
+def test_refresh_forgets_what_was_remembered() -> None:
+    store = KeyStore(RING, lambda: NOW, metadata_seconds=3600)
+    repo = MemoryKeys()
+    slot = KeySlot(DATA, "agr")
+    store.active(repo, slot)
+    store.active(repo, slot)  # now remembered
+    repo.destroy(DATA, "agr", "", 1, NOW)
+    assert store.version(repo, slot, 1) is not None  # still remembered as live
+    store.refresh()
+    assert store.version(repo, slot, 1) is None
