@@ -27,7 +27,8 @@ never keeps the identifiers a token was made from. It is a procedure:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,6 +129,10 @@ class KeyUseCases(BrokerCore):
         self, kind: str, agreement_id: str, recipient: str = "", *, actor: str = "operator"
     ) -> KeyChange:
         """Make a new version of a key; see the module docstring for what each kind then does."""
+        with self._refusal_audited(actor, "rotate", kind, agreement_id):
+            return self._rotate_key(kind, agreement_id, recipient, actor=actor)
+
+    def _rotate_key(self, kind: str, agreement_id: str, recipient: str, *, actor: str) -> KeyChange:
         slot = self._slot(kind, agreement_id, recipient)
         with self._units() as uow:
             rows = self._keystore.versions(uow.keys, slot, fresh=True)
@@ -203,6 +208,10 @@ class KeyUseCases(BrokerCore):
 
     def complete_linkage_rotation(self, agreement_id: str, *, actor: str = "operator") -> KeyChange:
         """Link on the new linkage key and destroy the old, once every record has new tokens."""
+        with self._refusal_audited(actor, "complete_rotation", LINKAGE, agreement_id):
+            return self._complete_linkage_rotation(agreement_id, actor=actor)
+
+    def _complete_linkage_rotation(self, agreement_id: str, *, actor: str) -> KeyChange:
         slot = self._slot(LINKAGE, agreement_id, "")
         with self._units() as uow:
             rows = self._keystore.versions(uow.keys, slot, fresh=True)
@@ -258,6 +267,21 @@ class KeyUseCases(BrokerCore):
         stored payloads can never be read again. It is refused while any
         version of the agreement is active.
         """
+        with self._refusal_audited(actor, "destroy", kind, agreement_id):
+            return self._destroy_key(
+                kind, agreement_id, recipient, version=version, reason=reason, actor=actor
+            )
+
+    def _destroy_key(
+        self,
+        kind: str,
+        agreement_id: str,
+        recipient: str,
+        *,
+        version: int | None,
+        reason: str,
+        actor: str,
+    ) -> KeyChange:
         slot = self._slot(kind, agreement_id, recipient)
         # Read before the transaction: the register opens its own.
         live_agreement = any(a.status == "active" for a in self.registry.versions(agreement_id))
@@ -508,6 +532,24 @@ class KeyUseCases(BrokerCore):
         if recipient:
             raise Refused("only pseudonym keys belong to a recipient", code="recipient_unexpected")
         return KeySlot(kind, agreement_id)
+
+    @contextmanager
+    def _refusal_audited(
+        self, actor: str, operation: str, kind: str, agreement_id: str
+    ) -> Iterator[None]:
+        """Audit a refused key operation with its code (never key material), then re-raise."""
+        try:
+            yield
+        except (NotFound, Conflict, Refused) as exc:
+            base = AuditEvent(
+                actor=actor,
+                action="key_operation",
+                outcome="permitted",
+                agreement_id=agreement_id[:64] if agreement_id in self.registry.ids() else None,
+            )
+            named = kind if kind in KEY_KINDS else "other"  # never echo free text
+            self._refuse(base, exc.code, {"operation": operation, "kind": named})
+            raise
 
     def _key_event(
         self, actor: str, slot: KeySlot, operation: str, detail: dict[str, Any]

@@ -447,3 +447,24 @@ def test_rekey_over_http_is_all_or_nothing_with_json_errors(linked: Runtime) -> 
         assert ok.json()["key_version"] == 2
         anonymous = client.post(rekey, json={"records": []})
         assert anonymous.status_code == 401
+
+
+def test_refused_key_operations_are_audited(linked: Runtime) -> None:
+    broker = linked.broker
+    with pytest.raises(Conflict):
+        broker.destroy_key("data", AGREEMENT, version=None, reason="ended")
+    with pytest.raises(Refused):
+        broker.rotate_key("master", AGREEMENT)
+    with pytest.raises(NotFound):
+        broker.rotate_key("data", "no-such-agreement")
+    entries = broker.audit_page(actor="operator", after=0, limit=1000)
+    refused = [
+        (e.event.reason_code, e.event.detail["operation"], e.event.detail["kind"])
+        for e in entries
+        if e.event.action == "key_operation" and e.event.outcome == "refused"
+    ]
+    assert refused == [
+        ("agreement_live", "destroy", "data"),
+        ("key_kind_unknown", "rotate", "other"),
+        ("not_found", "rotate", "data"),
+    ]
