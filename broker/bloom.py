@@ -62,6 +62,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -144,10 +145,14 @@ def birth_year_salt(date_of_birth: str) -> str:
     return date_of_birth[:4] if len(date_of_birth) >= 4 else ""
 
 
+# A digest read as 16 big-endian two-byte numbers, in one C call rather than 16 slices.
+_SIXTEEN_SHORTS = struct.Struct(">16H")
+
+
 def _positions(digest: bytes, weight: int) -> Iterator[int]:
     # Two bytes per position; FILTER_BITS divides 65,536, so the modulus adds no bias.
-    for i in range(weight):
-        yield int.from_bytes(digest[2 * i : 2 * i + 2], "big") % FILTER_BITS
+    for number in _SIXTEEN_SHORTS.unpack(digest)[:weight]:
+        yield number % FILTER_BITS
 
 
 def bigram_positions(key: bytes, field: str, salt: str, gram: str) -> frozenset[int]:
@@ -191,8 +196,8 @@ class Encoder:
             mac = prefixed.copy()
             # What encode_parts appends for one more part: its 4-byte length, then the bytes.
             mac.update(len(data).to_bytes(4, "big") + data)
-            for position in _positions(mac.digest(), weight):
-                bits |= 1 << position
+            for number in _SIXTEEN_SHORTS.unpack(mac.digest())[:weight]:
+                bits |= 1 << (number % FILTER_BITS)
         return bits
 
     def encode_field(self, field: str, value: str, salt: str) -> Encoding:
