@@ -1,4 +1,4 @@
-"""Keyed hashing recipes: the only module in Accord that calls HMAC.
+"""Keyed hashing recipes for tokens and pseudonyms (with ``broker.bloom``, the only HMAC callers).
 
 Every input is domain-separated and length-prefixed before it is hashed, so
 ``("ab", "c")`` and ``("a", "bc")`` can never produce the same token, and a
