@@ -17,6 +17,12 @@ Action = Literal[
     "audit_search",
     "rekey",
     "retention_purge",
+    "subscription",
+    "subscription_cancelled",
+    "notification",
+    "notification_delivery",
+    "notification_poll",
+    "notification_ack",
 ]
 Outcome = Literal["permitted", "refused"]
 

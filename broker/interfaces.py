@@ -14,6 +14,7 @@ from typing import Protocol, Self
 from audit.events import LoggedEntry, StoredCheckpoint
 from audit.queries import AuditQuery
 from audit.tree import NodeStore
+from broker.notify_ports import NotificationRepository
 
 
 @dataclass(frozen=True)
@@ -288,6 +289,9 @@ class UnitOfWork(Protocol):
 
     @property
     def keys(self) -> WrappedKeyRepository: ...
+
+    @property
+    def notifications(self) -> NotificationRepository: ...
 
     def __enter__(self) -> Self: ...
 

@@ -29,6 +29,7 @@ from broker.service_core import DEFAULT_LOG_ORIGIN, BrokerCore, Limits, LogSched
 from broker.service_ingest import IngestResult, IngestUseCases
 from broker.service_keys import KeyUseCases, RekeyResult
 from broker.service_lookup import Holding, LookupResult, LookupUseCases, ReleasedRecord
+from broker.service_notify import NotificationUseCases
 
 __all__ = [
     "API_KEY_PREFIX",
@@ -42,6 +43,7 @@ __all__ = [
     "Limits",
     "LogSchedule",
     "LookupResult",
+    "NotificationUseCases",
     "RekeyResult",
     "ReleasedRecord",
     "api_key_digest",
@@ -57,7 +59,7 @@ def api_key_digest(api_key: str) -> str:
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
 
 
-class Broker(IngestUseCases, LookupUseCases, KeyUseCases):
+class Broker(IngestUseCases, LookupUseCases, KeyUseCases, NotificationUseCases):
     """The service object the app factory builds once and the routes call."""
 
     def __init__(

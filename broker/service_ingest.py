@@ -34,6 +34,7 @@ from broker.linkage import assign_subjects, record_tokens
 from broker.pseudonymise import Tokeniser, constant_time_equal
 from broker.sealing import associated_data, seal
 from broker.service_core import BrokerCore, warning_codes, with_changes
+from broker.service_notify import queue_notifications
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,15 @@ class IngestUseCases(BrokerCore):
             with self._units() as uow:
                 result = self._store_batch(
                     uow, agreement, dataset_id, records, base, at_source=at_source
+                )
+                # In the batch's transaction, so a stored record's notifications are never lost.
+                queue_notifications(
+                    self,
+                    uow,
+                    versions=versions,
+                    dataset_id=dataset_id,
+                    batch_id=result.batch_id,
+                    records=records,
                 )
                 uow.commit()
             self.instruments.records_ingested(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import Engine
@@ -27,6 +27,9 @@ from broker.db.uow import SqlUnitOfWorkFactory
 from broker.errors import StorageError
 from broker.job_ports import JobUnitOfWork
 from broker.jobs import JobRunner, RetentionPurge, checkpoint_job, retention_job, stamp
+from broker.notify import RetrySchedule, WebhookPolicy
+from broker.service_notify import NotificationDelivery, notification_job
+from broker.webhook_sender import HttpxWebhookSender
 
 # Failures that waiting will not mend: the server answered and refused.
 _REFUSALS = ("does not exist", "password authentication failed", "no pg_hba.conf entry")
@@ -144,6 +147,10 @@ class JobOptions:
     checkpoint_every_seconds: float | None = None
     retention_every_seconds: float = 3600.0
     lease_seconds: float = 600.0
+    # None: this worker pushes no webhooks (notifications still queue and can be polled).
+    notification_every_seconds: float | None = None
+    notification_retry: RetrySchedule = field(default_factory=RetrySchedule)
+    notification_timeout_seconds: float = 10.0
 
 
 def job_runner_for(
@@ -153,9 +160,10 @@ def job_runner_for(
     clock: Clock | None = None,
     worker: str | None = None,
 ) -> JobRunner:
-    """The background jobs of one worker: due checkpoints and retention.
+    """The background jobs of one worker: due checkpoints, retention, and notification delivery.
 
     ``clock`` must be the broker's (tests give both the same fixed clock).
+    Webhooks may go to loopback http only in the development environment.
     """
     options = options or JobOptions()
     clock = clock or SystemClock()
@@ -170,12 +178,23 @@ def job_runner_for(
         units=units, registry=lambda: broker.registry, audit=append_audit, clock=clock
     )
     checkpoint_every = options.checkpoint_every_seconds or signer.every_seconds
+    jobs = [
+        checkpoint_job(broker.audit.latest_checkpoint, timedelta(seconds=checkpoint_every)),
+        retention_job(purge, timedelta(seconds=options.retention_every_seconds)),
+    ]
+    if options.notification_every_seconds is not None:
+        delivery = NotificationDelivery(
+            broker=broker,
+            sender=HttpxWebhookSender(timeout_seconds=options.notification_timeout_seconds),
+            policy=WebhookPolicy(allow_loopback_http=runtime.settings.environment == "development"),
+            retry=options.notification_retry,
+        )
+        jobs.append(
+            notification_job(delivery, timedelta(seconds=options.notification_every_seconds))
+        )
     return JobRunner(
         units=units,
-        jobs=[
-            checkpoint_job(broker.audit.latest_checkpoint, timedelta(seconds=checkpoint_every)),
-            retention_job(purge, timedelta(seconds=options.retention_every_seconds)),
-        ],
+        jobs=jobs,
         clock=clock,
         worker=worker,
         poll_seconds=options.poll_seconds,
@@ -207,6 +226,8 @@ def run_server(
         enabled=settings.jobs_enabled,
         poll_seconds=settings.job_poll_seconds,
         retention_every_seconds=settings.retention_every_seconds,
+        # Due at every poll: a notification waits at most about one poll to be pushed.
+        notification_every_seconds=settings.job_poll_seconds,
     )
     wait = settings.database_wait_seconds if max_wait_seconds is None else max_wait_seconds
     runtime = build_runtime_with_retry(settings, max_wait_seconds=wait)

@@ -286,3 +286,81 @@ class JobRun(SQLModel, table=True):
     # The error's type or stable code when the run failed; never its message.
     error: str | None = Field(default=None, max_length=64)
     counts: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class NotificationSubscription(SQLModel, table=True):
+    """A recipient's webhook subscription to records of one dataset that meet a rule.
+
+    The signing secret is sealed under the agreement's data key (``key_version``),
+    as payloads are; the broker needs it back to sign, so it is not hashed.
+    """
+
+    __tablename__ = "notification_subscription"
+    __table_args__ = (
+        Index("ix_notification_subscription_dataset", "agreement_id", "dataset_id"),
+        Index("ix_notification_subscription_recipient", "agreement_id", "recipient"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    agreement_id: str = Field(max_length=64)
+    purpose: str = Field(max_length=64)
+    recipient: str = Field(max_length=64)
+    dataset_id: str = Field(max_length=64)
+    rule: str = Field(sa_column=Column(Text, nullable=False))
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    secret: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    key_version: int
+    created_at: str = Field(max_length=40)
+    cancelled_at: str | None = Field(default=None, max_length=40)
+
+
+class Notification(SQLModel, table=True):
+    """One notification to one subscription: its sealed body and where its delivery stands.
+
+    ``seq`` orders a recipient's polling. ``record_id`` is not a foreign key: the
+    retention job deletes records, and the notification outlives them until its
+    own body is erased. Delivery claims due rows with FOR UPDATE SKIP LOCKED.
+    """
+
+    __tablename__ = "notification"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "record_id", name="uq_notification_record"),
+        Index("ix_notification_due", "status", "next_attempt_at"),
+        Index("ix_notification_recipient", "agreement_id", "recipient", "seq"),
+    )
+
+    seq: int | None = Field(default=None, primary_key=True)
+    id: str = Field(max_length=40, unique=True)
+    subscription_id: str = Field(foreign_key="notification_subscription.id", max_length=40)
+    agreement_id: str = Field(max_length=64)
+    agreement_version: int
+    purpose: str = Field(max_length=64)
+    recipient: str = Field(max_length=64)
+    dataset_id: str = Field(max_length=64)
+    record_id: str = Field(max_length=40)
+    created_at: str = Field(max_length=40)
+    key_version: int
+    # NULL once erased at the end of the dataset's retention period.
+    body: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    status: str = Field(max_length=16)
+    attempts: int = 0
+    next_attempt_at: str | None = Field(default=None, max_length=40)
+    delivered_at: str | None = Field(default=None, max_length=40)
+    acknowledged_at: str | None = Field(default=None, max_length=40)
+
+
+class NotificationAttempt(SQLModel, table=True):
+    """One push of a notification: HTTP status or failure kind, never a response body."""
+
+    __tablename__ = "notification_attempt"
+    __table_args__ = (
+        UniqueConstraint("notification_id", "attempt", name="uq_notification_attempt"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    notification_id: str = Field(foreign_key="notification.id", max_length=40)
+    attempt: int
+    at: str = Field(max_length=40)
+    status_code: int | None = None
+    error: str | None = Field(default=None, max_length=64)
+    duration_ms: int

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from broker.db.audit_queries import SqlAuditQueries
 from broker.db.job_repository import SqlJobs, SqlRetention
+from broker.db.notify_repository import SqlNotifications
 from broker.db.repositories import (
     SqlAgreements,
     SqlAudit,
@@ -36,6 +37,7 @@ class SqlUnitOfWork:
     # Background jobs' storage (``broker.job_ports``): the same transaction as the rest.
     jobs: SqlJobs
     retention: SqlRetention
+    notifications: SqlNotifications
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -60,6 +62,7 @@ class SqlUnitOfWork:
         self.keys = SqlKeys(self._connection)
         self.jobs = SqlJobs(self._connection)
         self.retention = SqlRetention(self._connection)
+        self.notifications = SqlNotifications(self._connection)
         return self
 
     def commit(self) -> None:

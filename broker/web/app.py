@@ -11,12 +11,13 @@ from fastapi import FastAPI
 import broker
 from broker.bootstrap import Runtime
 from broker.jobs import JobRunner
+from broker.notify import WebhookPolicy
 from broker.startup import SchemaWatch
 from broker.telemetry import Telemetry
 from broker.web.errors import install_error_handlers
 from broker.web.gauges import watch_broker
 from broker.web.middleware import GuardMiddleware, ObserveMiddleware
-from broker.web.routes import agreements, audit, audit_search, health, ingest, lookup
+from broker.web.routes import agreements, audit, audit_search, health, ingest, lookup, notifications
 from broker.web.routes import telemetry as telemetry_health
 
 
@@ -58,10 +59,15 @@ def create_app(
     app.state.broker = runtime.broker
     app.state.schema = SchemaWatch(runtime.engine)
     app.state.telemetry = observed
+    # Plain http webhooks to loopback addresses serve local development only.
+    app.state.webhook_policy = WebhookPolicy(
+        allow_loopback_http=runtime.settings.environment == "development"
+    )
     install_error_handlers(app)
     # The last added runs first: the observer must see (and label) the guard's refusals.
     app.add_middleware(GuardMiddleware, max_body_bytes=runtime.settings.max_body_bytes)
     app.add_middleware(ObserveMiddleware, telemetry=observed)
     for module in (health, telemetry_health, agreements, ingest, lookup, audit, audit_search):
         app.include_router(module.router)
+    app.include_router(notifications.router)
     return app

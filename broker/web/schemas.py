@@ -313,3 +313,128 @@ class ErrorDetail(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorDetail
+
+
+# --- notifications ---------------------------------------------------------------
+
+
+class ConditionIn(_Body):
+    """One test on a field released to you: give exactly one of equals, in, age_under."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    field: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$", description="A field of rule.dataset")
+    equals: str | int | bool | None = Field(
+        default=None, description="The released value must be exactly this"
+    )
+    in_: list[str | int | bool] | None = Field(
+        default=None,
+        alias="in",
+        min_length=1,
+        max_length=50,
+        description="The released value must be one of these",
+    )
+    age_under: int | None = Field(
+        default=None,
+        ge=1,
+        le=150,
+        description="For a field released as an age or age band: younger than this (a band "
+        "must lie wholly below it)",
+    )
+
+
+class RuleIn(_Body):
+    """Records of one dataset that meet every condition; an empty list is refused."""
+
+    dataset: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]{0,62}$")
+    all_of: list[ConditionIn] = Field(max_length=20)
+
+
+class SubscriptionIn(_Body):
+    """Subscribe to notifications for one purpose, at a webhook URL."""
+
+    purpose: str = Field(min_length=1, max_length=64)
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="https (http only to a loopback address in development)",
+    )
+    rule: RuleIn
+
+
+class ConditionOut(BaseModel):
+    field: str
+    op: str = Field(description="equals, in or age_under")
+    values: list[str | int | bool]
+
+
+class RuleOut(BaseModel):
+    dataset: str
+    all_of: list[ConditionOut]
+
+
+class SubscriptionOut(BaseModel):
+    id: str
+    agreement_id: str
+    purpose: str
+    rule: RuleOut
+    url: str
+    created_at: str
+    cancelled_at: str | None = None
+    secret: str | None = Field(
+        default=None,
+        description="The signing secret (whsec_...), in the response that creates the "
+        "subscription only; keep it, it is never shown again",
+    )
+    audit_entry: int | None = None
+
+
+class SubscriptionListOut(BaseModel):
+    subscriptions: list[SubscriptionOut]
+
+
+class NotificationOut(BaseModel):
+    seq: int = Field(description="Position for paging: pass the last one seen as 'after'")
+    id: str = Field(description="The idempotency id, sent as the webhook-id header")
+    subscription_id: str
+    purpose: str
+    dataset: str
+    status: str = Field(description="pending, delivered, acknowledged or failed")
+    attempts: int
+    created_at: str
+    next_attempt_at: str | None
+    delivered_at: str | None
+    acknowledged_at: str | None
+    body: dict[str, Any] | None = Field(description="Exactly what the webhook carries")
+    withheld: str | None = Field(
+        default=None, description="Why the body is not released now (a stable code)"
+    )
+
+
+class NotificationPageOut(BaseModel):
+    notifications: list[NotificationOut]
+    next_after: int | None
+    audit_entry: int
+
+
+class AcknowledgeIn(_Body):
+    ids: list[str] = Field(min_length=1, max_length=500)
+
+
+class AcknowledgeOut(BaseModel):
+    acknowledged: list[str]
+    not_found: list[str] = Field(description="Not yours, not known, or acknowledged before")
+
+
+class DeliveryAttemptOut(BaseModel):
+    attempt: int
+    at: str
+    status_code: int | None
+    error: str | None = Field(description="The kind of failure when no status came back")
+    duration_ms: int
+
+
+class DeliveryLogOut(BaseModel):
+    notification_id: str
+    status: str
+    attempts: list[DeliveryAttemptOut]
