@@ -23,6 +23,7 @@ Action = Literal[
     "notification_delivery",
     "notification_poll",
     "notification_ack",
+    "aggregate",
 ]
 Outcome = Literal["permitted", "refused"]
 

@@ -263,6 +263,12 @@ class MetaRepository(Protocol):
     def agreements_with_data(self) -> list[str]: ...
 
 
+class DatasetRecordRepository(Protocol):
+    def page(
+        self, agreement_id: str, dataset_id: str, *, after: str | None, limit: int
+    ) -> list[RecordRow]: ...
+
+
 class UnitOfWork(Protocol):
     """One database transaction; commit explicitly, roll back on any exception."""
 
@@ -292,6 +298,9 @@ class UnitOfWork(Protocol):
 
     @property
     def notifications(self) -> NotificationRepository: ...
+
+    @property
+    def dataset_records(self) -> DatasetRecordRepository: ...
 
     def __enter__(self) -> Self: ...
 

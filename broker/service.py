@@ -25,6 +25,7 @@ from broker.errors import (
 )
 from broker.interfaces import UnitOfWorkFactory
 from broker.keys import KeyProvider
+from broker.service_aggregate import AggregateResult, AggregateUseCases
 from broker.service_core import DEFAULT_LOG_ORIGIN, BrokerCore, Limits, LogSchedule
 from broker.service_ingest import IngestResult, IngestUseCases
 from broker.service_keys import KeyUseCases, RekeyResult
@@ -36,6 +37,8 @@ __all__ = [
     "CREDENTIAL_ROLES",
     "DEFAULT_LOG_ORIGIN",
     "MAX_AUDIT_PAGE",
+    "AggregateResult",
+    "AggregateUseCases",
     "Broker",
     "BrokerCore",
     "Holding",
@@ -59,7 +62,7 @@ def api_key_digest(api_key: str) -> str:
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
 
 
-class Broker(IngestUseCases, LookupUseCases, KeyUseCases, NotificationUseCases):
+class Broker(IngestUseCases, LookupUseCases, KeyUseCases, NotificationUseCases, AggregateUseCases):
     """The service object the app factory builds once and the routes call."""
 
     def __init__(

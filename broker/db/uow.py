@@ -8,6 +8,7 @@ from typing import Self
 from sqlalchemy import Connection, Engine, RootTransaction
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from broker.db.aggregate_repository import SqlDatasetRecords
 from broker.db.audit_queries import SqlAuditQueries
 from broker.db.job_repository import SqlJobs, SqlRetention
 from broker.db.notify_repository import SqlNotifications
@@ -38,6 +39,7 @@ class SqlUnitOfWork:
     jobs: SqlJobs
     retention: SqlRetention
     notifications: SqlNotifications
+    dataset_records: SqlDatasetRecords
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -63,6 +65,7 @@ class SqlUnitOfWork:
         self.jobs = SqlJobs(self._connection)
         self.retention = SqlRetention(self._connection)
         self.notifications = SqlNotifications(self._connection)
+        self.dataset_records = SqlDatasetRecords(self._connection)
         return self
 
     def commit(self) -> None:

@@ -17,7 +17,16 @@ from broker.telemetry import Telemetry
 from broker.web.errors import install_error_handlers
 from broker.web.gauges import watch_broker
 from broker.web.middleware import GuardMiddleware, ObserveMiddleware
-from broker.web.routes import agreements, audit, audit_search, health, ingest, lookup, notifications
+from broker.web.routes import (
+    aggregates,
+    agreements,
+    audit,
+    audit_search,
+    health,
+    ingest,
+    lookup,
+    notifications,
+)
 from broker.web.routes import telemetry as telemetry_health
 
 
@@ -70,4 +79,5 @@ def create_app(
     for module in (health, telemetry_health, agreements, ingest, lookup, audit, audit_search):
         app.include_router(module.router)
     app.include_router(notifications.router)
+    app.include_router(aggregates.router)
     return app

@@ -438,3 +438,80 @@ class DeliveryLogOut(BaseModel):
     notification_id: str
     status: str
     attempts: list[DeliveryAttemptOut]
+
+
+AggregateDimensionName = Literal["postcode_district", "age_band", "sex", "week", "month"]
+_FIELD_NAME = r"^[a-z][a-z0-9_]{0,62}$"
+_DATASET_NAME = r"^[a-z0-9][a-z0-9\-]{0,62}$"
+
+
+class AggregateDimensionIn(_Body):
+    """One way to break the count down, and the measured dataset's field it reads."""
+
+    by: AggregateDimensionName
+    field: str | None = Field(
+        default=None,
+        pattern=_FIELD_NAME,
+        description="Defaults: postcode for postcode_district, date_of_birth for age_band, "
+        "sex for sex; week and month must name a date field",
+    )
+
+
+class AggregateConditionIn(_Body):
+    """Count only where a field, in the form released to you, equals a value."""
+
+    field: str = Field(
+        pattern=r"^([a-z0-9][a-z0-9\-]{0,62}\.)?[a-z][a-z0-9_]{0,62}$",
+        description="A field of the measured dataset, or 'dataset.field' of another dataset: "
+        "then only young people who also have such a record there are counted",
+    )
+    equals: bool | int | float | str = Field(
+        description="Compared with the released form: true or false for a flag, YYYY-MM for "
+        "a month, a label such as 14-15 for an age band, an outward code for a district"
+    )
+
+
+class AggregateMeasureIn(_Body):
+    """What is counted: young people (linked subjects) or records, of one dataset."""
+
+    count: Literal["subjects", "records"]
+    dataset: str = Field(pattern=_DATASET_NAME)
+    where: list[AggregateConditionIn] = Field(default_factory=list, max_length=10)
+
+
+class AggregateIn(_Body):
+    """A table of counts for a purpose: a measure broken down by one or two dimensions."""
+
+    purpose: str = Field(min_length=1, max_length=64)
+    measure: AggregateMeasureIn
+    dimensions: list[AggregateDimensionIn] = Field(min_length=1, max_length=2)
+    format: Literal["json", "csv"] | None = Field(
+        default=None, description="csv, or send 'Accept: text/csv'; json otherwise"
+    )
+
+
+class AggregateDimensionOut(BaseModel):
+    by: str
+    field: str
+
+
+class AggregateCellOut(BaseModel):
+    row: str | None = Field(description="null in a total over the rows")
+    column: str | None = Field(description="null in a total over the columns, or a one-way table")
+    value: int | None = Field(description="The published count, or null when it is withheld")
+
+
+class AggregateOut(BaseModel):
+    agreement: AgreementRef
+    purpose: str
+    count: str
+    dataset: str
+    dimensions: list[AggregateDimensionOut]
+    rows: list[str]
+    columns: list[str]
+    cells: list[AggregateCellOut]
+    minimum_cell_size: int
+    rounding_base: int
+    redacted_at_or_below: int
+    audit_entry: int
+    warnings: list[str] = Field(default_factory=list)
