@@ -364,3 +364,38 @@ class NotificationAttempt(SQLModel, table=True):
     status_code: int | None = None
     error: str | None = Field(default=None, max_length=64)
     duration_ms: int
+
+
+class IngestIdempotency(SQLModel, table=True):
+    """The first result of one batch under its idempotency key, so that a retry replays it.
+
+    The client's key is kept only as its SHA-256 digest and the request only as a
+    digest of its body; ``response`` is the broker's own first answer (counts,
+    batch id, audit sequence numbers), never a record. The unique constraint is
+    what stores a batch at most once: the row is inserted in the batch's own
+    transaction, so of two concurrent requests with one key only one commits.
+    """
+
+    __tablename__ = "ingest_idempotency"
+    __table_args__ = (
+        UniqueConstraint(
+            "agency_id",
+            "agreement_id",
+            "dataset_id",
+            "key_digest",
+            name="uq_ingest_idempotency_key",
+        ),
+        Index("ix_ingest_idempotency_created", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    agency_id: str = Field(max_length=64)
+    agreement_id: str = Field(max_length=64)
+    dataset_id: str = Field(max_length=64)
+    key_digest: str = Field(max_length=64)
+    operation: str = Field(max_length=16)
+    request_digest: str = Field(max_length=64)
+    status_code: int
+    response: str = Field(sa_column=Column(Text, nullable=False))
+    batch_id: str | None = Field(default=None, max_length=40)
+    created_at: str = Field(max_length=40)
