@@ -36,6 +36,9 @@ _EXCLUDED = {"status", "status_reason", "approvals"}
 def canonical_form(agreement: Agreement) -> bytes:
     """The bytes an approval signs: the agreement's content, independent of layout."""
     content = agreement.model_dump(mode="json", exclude=_EXCLUDED)
+    # Limits came later: an agreement without them signs the bytes it always did.
+    if content.get("limits") is None:
+        content.pop("limits", None)
     return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
         "utf-8"
     )

@@ -131,9 +131,26 @@ def parse_agreement(
             agreement, today or date.today(), verify_approvals=verify_approvals
         )
     ]
+    problems += [
+        Problem("agreement_invalid", f"{_dotted(where)}: {message}", _locate(node, where, source))
+        for where, message in _limit_problems(agreement)
+    ]
     if problems:
         raise _rejected(problems, source)
     return agreement
+
+
+def _limit_problems(agreement: Agreement) -> Iterable[tuple[tuple[PathPart, ...], str]]:
+    """A lookup budget may name only the agreement's own purposes."""
+    if agreement.limits is None:
+        return
+    known = [p.id for p in agreement.purposes]
+    for purpose in agreement.limits.lookup_budget.purposes:
+        if purpose not in known:
+            yield (
+                ("limits", "lookup_budget", "purposes", purpose),
+                f"'{purpose[:64]}' is not a purpose of this agreement{suggest(purpose, known)}",
+            )
 
 
 def _follows_from_others(err: ErrorDetails, errors: Sequence[ErrorDetails]) -> bool:

@@ -8,7 +8,7 @@ that every problem can be reported at once with its path.
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -35,10 +35,14 @@ __all__ = [
     "Dataset",
     "FieldSpec",
     "LawfulBasis",
+    "LimitKind",
+    "Limits",
+    "LookupBudget",
     "OutputKind",
     "Party",
     "PartyRole",
     "Purpose",
+    "RateLimit",
     "Release",
     "ReleaseForm",
     "ReleasedField",
@@ -184,6 +188,60 @@ class Release(Frozen):
     minimum_cell_size: int = Field(default=5, ge=1, le=1000)
 
 
+# What a rate limit applies to: each output kind a recipient asks for, and a
+# provider's ingest and rekey. "notification" covers subscribing, polling and
+# acknowledging notifications.
+LimitKind = Literal["ingest", "rekey", "lookup", "aggregate", "notification"]
+
+
+class RateLimit(Frozen):
+    """Requests of one kind an agency may make: ``per_minute`` on average, ``burst`` at once."""
+
+    per_minute: int = Field(ge=1, le=1_000_000)
+    burst: int = Field(ge=1, le=1_000_000)
+
+
+# Used for a kind an agreement does not limit: generous enough for any agency
+# system's normal work (a batch a second, several lookups a second), tight
+# enough that a runaway client or a scripted sweep meets a 429 within seconds.
+DEFAULT_RATES: dict[str, RateLimit] = {
+    "ingest": RateLimit(per_minute=120, burst=30),
+    "rekey": RateLimit(per_minute=120, burst=30),
+    "lookup": RateLimit(per_minute=600, burst=120),
+    "aggregate": RateLimit(per_minute=30, burst=10),
+    "notification": RateLimit(per_minute=240, burst=60),
+}
+DEFAULT_LOOKUPS_PER_DAY = 20_000
+
+
+class LookupBudget(Frozen):
+    """Lookups each recipient agency may make per purpose per day (UTC), against enumeration."""
+
+    per_day: int = Field(default=DEFAULT_LOOKUPS_PER_DAY, ge=1, le=10_000_000)
+    # Per-purpose overrides, by purpose id.
+    purposes: dict[str, Annotated[int, Field(ge=1, le=10_000_000)]] = Field(
+        default_factory=dict, max_length=100
+    )
+
+
+class Limits(Frozen):
+    """How hard agencies may use the broker under this agreement; defaults apply when absent."""
+
+    rates: dict[LimitKind, RateLimit] = Field(default_factory=dict)
+    lookup_budget: LookupBudget = LookupBudget()
+
+    def rate(self, kind: str) -> RateLimit:
+        """The limit for ``kind``: the agreement's own, or the default."""
+        for named, limit in self.rates.items():
+            if named == kind:
+                return limit
+        return DEFAULT_RATES[kind]
+
+    def lookups_per_day(self, purpose: str) -> int:
+        """The daily lookup budget of one recipient agency for ``purpose``."""
+        return self.lookup_budget.purposes.get(purpose, self.lookup_budget.per_day)
+
+
 class Agreement(Frozen):
     """One version of an information-sharing agreement."""
 
@@ -208,6 +266,14 @@ class Agreement(Frozen):
     termination: TerminationTerms | None = None
     policy_tests: tuple[PolicyTest, ...] = Field(default=(), max_length=1000)
     approvals: tuple[Approval, ...] = ()
+    # Optional: None (absent) means the defaults, and keeps the approval
+    # signatures of agreements written before limits existed valid.
+    limits: Limits | None = None
+
+    @property
+    def effective_limits(self) -> Limits:
+        """The agreement's limits, or the defaults when it sets none."""
+        return self.limits if self.limits is not None else Limits()
 
     def party(self, agency_id: str) -> Party | None:
         """The party with this agency id, or None."""

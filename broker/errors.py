@@ -13,6 +13,7 @@
     ├── Conflict                     conflict        the request clashes with stored state
     ├── AuthenticationFailed         unauthenticated the caller did not prove who it is
     ├── Refused                      refused         the agreement does not allow this
+    ├── RateLimited                  rate_limited    too many requests of one kind; retry later
     ├── AuditIntegrityError          audit_tampered  the audit log does not verify
     └── StorageError                 storage_failed  the database failed; nothing was stored
 
@@ -156,6 +157,20 @@ class Refused(AccordError):
     """The agreement does not allow what was asked; ``code`` names the rule."""
 
     code = "refused"
+
+
+class RateLimited(AccordError):
+    """Too many requests of one kind from one agency; ``retry_after`` says when to retry.
+
+    Transient, unlike a Refused ``lookup_budget_exhausted``: waiting
+    ``retry_after`` whole seconds is always enough for one more request.
+    """
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class AuditIntegrityError(AccordError):

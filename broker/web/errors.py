@@ -23,6 +23,7 @@ log = logging.getLogger("broker.web")
 _STATUS_BY_CLASS: tuple[tuple[type[errors.AccordError], int], ...] = (
     (errors.AuthenticationFailed, 401),
     (errors.Refused, 403),
+    (errors.RateLimited, 429),
     (errors.NotFound, 404),
     (errors.Conflict, 409),
     (errors.ValidationError, 422),
@@ -80,13 +81,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(errors.AccordError)
     async def _accord(_request: Request, exc: errors.AccordError) -> JSONResponse:
-        return error_response(
+        response = error_response(
             status_for(exc),
             exc.code,
             exc.message,
             location=exc.location.as_dict(),
             problems=[p.as_dict() for p in exc.problems],
         )
+        if isinstance(exc, errors.RateLimited):
+            # RFC 9110: whole seconds; the bucket guarantees a retry then succeeds.
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
