@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     max_batch_records: int = Field(default=10_000, ge=1, le=1_000_000)
     max_field_length: int = Field(default=1024, ge=16, le=1_000_000)
+    # broker.rate_limit: API worker processes sharing the load (each enforces its share).
+    workers: int = Field(default=1, ge=1, le=256)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

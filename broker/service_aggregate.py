@@ -27,7 +27,8 @@ from broker.errors import AccordError, Refused, ValidationError
 from broker.interfaces import RecordRow, UnitOfWork
 from broker.keystore import DATA, KeySlot, WorkingKey
 from broker.sealing import associated_data, unseal
-from broker.service_core import BrokerCore, warning_codes, with_changes
+from broker.service_core import warning_codes, with_changes
+from broker.service_limits import LimitUseCases
 from broker.suppression import PublishedTable, protect
 
 PAGE_SIZE = 2_000
@@ -62,7 +63,7 @@ class _Reading:
     shredded: int = 0
 
 
-class AggregateUseCases(BrokerCore):
+class AggregateUseCases(LimitUseCases):
     """A recipient's aggregate tables."""
 
     def aggregate(

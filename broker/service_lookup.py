@@ -35,7 +35,8 @@ from broker.normalise import (
 from broker.pseudonymise import pseudonym
 from broker.release import released_fields
 from broker.sealing import associated_data, unseal
-from broker.service_core import BrokerCore, warning_codes, with_changes
+from broker.service_core import warning_codes, with_changes
+from broker.service_limits import LimitUseCases
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class LookupResult:
     warnings: tuple[str, ...] = field(default=())
 
 
-class LookupUseCases(BrokerCore):
+class LookupUseCases(LimitUseCases):
     """A recipient's lookups, and subject ids for the audit's search by identifiers."""
 
     # -- lookup -----------------------------------------------------------

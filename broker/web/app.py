@@ -72,6 +72,8 @@ def create_app(
     app.state.webhook_policy = WebhookPolicy(
         allow_loopback_http=runtime.settings.environment == "development"
     )
+    # Each worker keeps its own buckets and enforces its share of every limit.
+    runtime.broker.configure_rate_limits(workers=runtime.settings.workers)
     install_error_handlers(app)
     # The last added runs first: the observer must see (and label) the guard's refusals.
     app.add_middleware(GuardMiddleware, max_body_bytes=runtime.settings.max_body_bytes)

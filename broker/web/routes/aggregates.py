@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from broker.aggregate import AggregateQuery, Condition, Dimension
 from broker.service_aggregate import AggregateResult
 from broker.web.deps import AgencyDep, BrokerDep, RequestIdDep
+from broker.web.rate_limits import rate_limited
 from broker.web.schemas import (
     AggregateCellOut,
     AggregateDimensionOut,
@@ -28,6 +29,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut} for status in (400, 401, 403, 404, 415, 422, 503)
 }
 _RESPONSES[200] = {"content": {_CSV: {"schema": {"type": "string"}}}}
+_RESPONSES[429] = {"model": ErrorOut}  # rate_limited, with Retry-After
 
 
 def _query(body: AggregateIn) -> AggregateQuery:
@@ -75,6 +77,7 @@ def _json(result: AggregateResult) -> AggregateOut:
     "/agreements/{agreement_id}/aggregates",
     response_model=AggregateOut,
     responses=_RESPONSES,
+    dependencies=[rate_limited("aggregate")],
 )
 def post_aggregate(
     agreement_id: str,

@@ -6,11 +6,13 @@ from fastapi import APIRouter
 
 from broker.ingest import AtSource
 from broker.web.deps import AgencyDep, BrokerDep, RequestIdDep
+from broker.web.rate_limits import rate_limited
 from broker.web.schemas import BatchIn, BatchOut, ErrorOut, ProblemOut, RekeyOut
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
 _ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 413, 415, 422, 503)}
+_ERRORS[429] = {"model": ErrorOut}  # rate_limited, with Retry-After
 
 
 @router.post(
@@ -18,6 +20,7 @@ _ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 4
     status_code=201,
     response_model=BatchOut,
     responses=_ERRORS,  # type: ignore[arg-type]
+    dependencies=[rate_limited("ingest")],
 )
 def post_batch(
     agreement_id: str,
@@ -60,6 +63,7 @@ def post_batch(
     status_code=200,
     response_model=RekeyOut,
     responses=_ERRORS,  # type: ignore[arg-type]
+    dependencies=[rate_limited("rekey")],
 )
 def post_rekey(
     agreement_id: str,

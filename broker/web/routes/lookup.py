@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from broker.errors import Location, ValidationError
 from broker.web.deps import AgencyDep, BrokerDep, RequestIdDep
+from broker.web.rate_limits import rate_limited
 from broker.web.schemas import (
     AgreementRef,
     ErrorOut,
@@ -18,6 +19,7 @@ from broker.web.schemas import (
 router = APIRouter(prefix="/v1", tags=["lookup"])
 
 _ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 404, 415, 422, 503)}
+_ERRORS[429] = {"model": ErrorOut}  # rate_limited, with Retry-After
 
 
 def _field_pairs(names: list[str] | None) -> list[tuple[str, str]] | None:
@@ -40,6 +42,7 @@ def _field_pairs(names: list[str] | None) -> list[tuple[str, str]] | None:
     "/agreements/{agreement_id}/lookups",
     response_model=LookupOut,
     responses=_ERRORS,  # type: ignore[arg-type]
+    dependencies=[rate_limited("lookup")],
 )
 def post_lookup(
     agreement_id: str,

@@ -10,6 +10,7 @@ from broker.errors import Location, ValidationError
 from broker.notify import Condition, Rule, WebhookPolicy
 from broker.service_notify import MAX_PAGE, ReceivedNotification, Subscription
 from broker.web.deps import AgencyDep, BrokerDep, RequestIdDep
+from broker.web.rate_limits import rate_limited
 from broker.web.schemas import (
     AcknowledgeIn,
     AcknowledgeOut,
@@ -30,6 +31,7 @@ from broker.web.schemas import (
 router = APIRouter(prefix="/v1", tags=["notifications"])
 
 _ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 404, 415, 422, 503)}
+_ERRORS[429] = {"model": ErrorOut}  # rate_limited, with Retry-After
 
 
 def get_webhook_policy(request: Request) -> WebhookPolicy:
@@ -117,6 +119,7 @@ def _notification_out(found: ReceivedNotification) -> NotificationOut:
     status_code=201,
     response_model=SubscriptionOut,
     responses=_ERRORS,  # type: ignore[arg-type]
+    dependencies=[rate_limited("notification")],
 )
 def post_subscription(
     agreement_id: str,
@@ -149,6 +152,7 @@ def post_subscription(
     "/agreements/{agreement_id}/subscriptions",
     response_model=SubscriptionListOut,
     responses=_ERRORS,  # type: ignore[arg-type]
+    dependencies=[rate_limited("notification")],
 )
 def get_subscriptions(
     agreement_id: str, agency: AgencyDep, broker: BrokerDep
@@ -162,6 +166,7 @@ def get_subscriptions(
     "/agreements/{agreement_id}/subscriptions/{subscription_id}",
     response_model=SubscriptionOut,
     responses=_ERRORS,  # type: ignore[arg-type]
+    dependencies=[rate_limited("notification")],
 )
 def delete_subscription(
     agreement_id: str,
@@ -184,6 +189,7 @@ def delete_subscription(
     "/agreements/{agreement_id}/notifications",
     response_model=NotificationPageOut,
     responses=_ERRORS,  # type: ignore[arg-type]
+    dependencies=[rate_limited("notification")],
 )
 def get_notifications(
     agreement_id: str,
@@ -214,6 +220,7 @@ def get_notifications(
     "/agreements/{agreement_id}/notifications/acknowledgements",
     response_model=AcknowledgeOut,
     responses=_ERRORS,  # type: ignore[arg-type]
+    dependencies=[rate_limited("notification")],
 )
 def post_acknowledgements(
     agreement_id: str,
@@ -236,6 +243,7 @@ def post_acknowledgements(
     "/agreements/{agreement_id}/notifications/{notification_id}/deliveries",
     response_model=DeliveryLogOut,
     responses=_ERRORS,  # type: ignore[arg-type]
+    dependencies=[rate_limited("notification")],
 )
 def get_deliveries(
     agreement_id: str, notification_id: str, agency: AgencyDep, broker: BrokerDep
