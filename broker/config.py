@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     max_field_length: int = Field(default=1024, ge=16, le=1_000_000)
     # broker.rate_limit: API worker processes sharing the load (each enforces its share).
     workers: int = Field(default=1, ge=1, le=256)
+    # broker.web.json_guard: limits on every JSON body, before any route parses it.
+    max_json_depth: int = Field(default=32, ge=2, le=256)
+    max_json_string_chars: int = Field(default=4096, ge=64, le=1024 * 1024 * 1024)
+    # Set when a proxy or uvicorn terminates TLS for the broker: responses then carry HSTS.
+    served_over_tls: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

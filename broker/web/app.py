@@ -16,7 +16,8 @@ from broker.startup import SchemaWatch
 from broker.telemetry import Telemetry
 from broker.web.errors import install_error_handlers
 from broker.web.gauges import watch_broker
-from broker.web.middleware import GuardMiddleware, ObserveMiddleware
+from broker.web.json_guard import JsonLimits
+from broker.web.middleware import GuardMiddleware, ObserveMiddleware, SecurityHeadersMiddleware
 from broker.web.routes import (
     aggregates,
     agreements,
@@ -76,8 +77,14 @@ def create_app(
     runtime.broker.configure_rate_limits(workers=runtime.settings.workers)
     install_error_handlers(app)
     # The last added runs first: the observer must see (and label) the guard's refusals.
-    app.add_middleware(GuardMiddleware, max_body_bytes=runtime.settings.max_body_bytes)
+    settings = runtime.settings
+    app.add_middleware(
+        GuardMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        json_limits=JsonLimits(settings.max_json_depth, settings.max_json_string_chars),
+    )
     app.add_middleware(ObserveMiddleware, telemetry=observed)
+    app.add_middleware(SecurityHeadersMiddleware, tls=settings.served_over_tls)
     for module in (health, telemetry_health, agreements, ingest, lookup, audit, audit_search):
         app.include_router(module.router)
     app.include_router(notifications.router)

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker import errors
+from broker.web.headers import security_headers
 
 log = logging.getLogger("broker.web")
 
@@ -36,6 +37,10 @@ _STATUS_BY_CODE = {
     "body_too_large": 413,
     "malformed_json": 400,
     "unsupported_media_type": 415,
+    # broker.web.json_guard: a body that is not strict JSON is a 400; one over a limit a 422.
+    "json_encoding_invalid": 400,
+    "json_constant_invalid": 400,
+    "json_duplicate_key": 400,
 }
 
 
@@ -125,6 +130,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         # The exception text may hold data; log only its type.
         log.error("unexpected error: %s", type(exc).__name__)
-        return error_response(
+        response = error_response(
             500, "internal_error", "the broker failed; the request was not applied"
         )
+        # Starlette answers this outside every middleware, so the headers are added here.
+        response.headers.update(dict(security_headers(_request.url.path, tls=False)))
+        return response

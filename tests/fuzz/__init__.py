@@ -1,0 +1,1 @@
+"""Hostile input: JSON guard, security headers, schemathesis, parser fuzzing, nasty corpus."""
