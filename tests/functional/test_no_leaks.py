@@ -77,6 +77,8 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agreements.loader import load_agreement
 from broker.keys import load_key_file
@@ -414,16 +416,16 @@ def _as_list(value: object) -> list[object]:
 
 
 def private_key_needles(folder: Path) -> Iterator[Needle]:
-    """The body lines of any private key file the run left (agency clients' keys, for one)."""
+    """The base64 lines of any private key the run left in a file (PEM, or PEM inside JSON)."""
     for path in sorted(folder.rglob("*")):
         if not path.is_file() or path.suffix == ".csv" or path.stat().st_size > 64 * 1024:
             continue
         text = path.read_text(encoding="utf-8", errors="replace")
         if "PRIVATE KEY-----" not in text:
             continue
-        for line in text.splitlines():
-            if len(line) >= 40 and not line.startswith("-----"):
-                yield Needle(f"private key in {path.name}", line, whole_word=False, fold_case=False)
+        # PEM written inside a JSON string has its line breaks escaped.
+        for line in re.findall(r"[A-Za-z0-9+/=]{40,}", text.replace("\\n", "\n")):
+            yield Needle(f"private key in {path.name}", line, whole_word=False, fold_case=False)
 
 
 def test_the_demo_ran_at_debug_and_was_captured(demo_run: DemoRun) -> None:
@@ -610,3 +612,17 @@ def test_the_search_finds_what_is_planted(demo_run: DemoRun) -> None:
     assert all(where in planted for where in (f.rsplit("(", 1)[1].rstrip(")") for f in found))
     # The report names what leaked and where, never the value.
     assert not [f for f in found if compact.casefold() in f.casefold() or master in f]
+
+
+def test_a_private_key_left_in_a_file_is_searched_for(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    (tmp_path / "police.json").write_text(json.dumps({"private_key": key.decode()}))
+    needles = list(private_key_needles(tmp_path))
+    assert [n.label for n in needles] == ["private key in police.json"]
+    assert find(needles, {"stderr": f"signing with {key.decode()}"}) == [
+        ("private key in police.json", "stderr")
+    ]
