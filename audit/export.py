@@ -15,14 +15,13 @@ and the resource does not claim the profile in ``meta.profile``.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Iterable
 from typing import Any
 
 from audit.events import LoggedEntry
 from audit.reports import release_of
+from broker.csv_safe import safe_cell, to_csv_text
 from broker.errors import ValidationError
 
 CSV_COLUMNS = (
@@ -45,9 +44,6 @@ CSV_COLUMNS = (
     "warnings",
     "leaf_hash",
 )
-# Leading characters that make Excel, LibreOffice or Sheets read a cell as a formula
-# (OWASP CSV injection), with their full-width forms, which some of them also accept.
-FORMULA_TRIGGERS = frozenset("=+-@\t\r\n\uff1d\uff0b\uff0d\uff20")
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
@@ -59,14 +55,6 @@ SUBJECT_SYSTEM = "urn:accord:subject"
 PURPOSE_SYSTEM = "urn:accord:purpose"
 
 
-def safe_cell(value: object) -> str:
-    """The text of one CSV cell, quoted with ``'`` if a spreadsheet would execute it."""
-    text = "" if value is None else str(value)
-    if text and (text[0] in FORMULA_TRIGGERS or text.lstrip()[:1] in FORMULA_TRIGGERS):
-        return "'" + text
-    return text
-
-
 def _codes(value: object) -> str:
     if not isinstance(value, list):
         return ""
@@ -74,7 +62,11 @@ def _codes(value: object) -> str:
 
 
 def csv_row(entry: LoggedEntry) -> list[str]:
-    """One entry as CSV cells in ``CSV_COLUMNS`` order, each already made safe."""
+    """One entry as CSV cells in ``CSV_COLUMNS`` order, each already made safe.
+
+    Numbers too are made safe as text: nothing in an audit entry is a negative
+    number, so a cell that starts with a sign is quoted like any other.
+    """
     e = entry.event
     d = e.detail
     released = d.get("released")
@@ -106,17 +98,13 @@ def csv_row(entry: LoggedEntry) -> list[str]:
         _codes(d.get("warnings")),
         entry.leaf_hash,
     ]
-    return [safe_cell(c) for c in cells]
+    return [safe_cell("" if c is None else str(c)) for c in cells]
 
 
 def to_csv(entries: Iterable[LoggedEntry]) -> str:
     """Entries as CSV (RFC 4180, CRLF line ends) with a header row."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for entry in entries:
-        writer.writerow(csv_row(entry))
-    return buffer.getvalue()
+    # Through the broker's one CSV writer (broker.csv_safe), like every export.
+    return to_csv_text([CSV_COLUMNS, *(csv_row(entry) for entry in entries)])
 
 
 def entry_dict(entry: LoggedEntry) -> dict[str, Any]:

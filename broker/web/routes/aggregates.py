@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 from fastapi.responses import Response
 
 from broker.aggregate import AggregateQuery, Condition, Dimension
+from broker.csv_safe import to_csv_text
 from broker.service_aggregate import AggregateResult
 from broker.web.deps import AgencyDep, BrokerDep, RequestIdDep
 from broker.web.rate_limits import rate_limited
@@ -45,10 +44,9 @@ def _csv(result: AggregateResult) -> Response:
     lines = result.table.as_csv_rows()
     # The corner names the dimensions, rows first; the cells hold counts or the marker.
     lines[0][0] = " by ".join(d.by for d in result.query.dimensions)
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerows(lines)
+    # Row and column labels are released values from records: never let one execute.
     return Response(
-        content=out.getvalue(),
+        content=to_csv_text(lines),
         media_type=f"{_CSV}; charset=utf-8",
         headers={"X-Audit-Entry": str(result.audit_entry)},
     )
