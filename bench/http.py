@@ -36,6 +36,7 @@ import random
 import secrets
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -152,7 +153,9 @@ async def _drive(
     async def client(session: httpx.AsyncClient, pending: Iterator[bytes]) -> None:
         for body in pending:
             started = time.perf_counter()
-            response = await session.post(path, content=body)
+            # Every batch carries its own idempotency key (issue 8); lookups carry none.
+            key = {"Idempotency-Key": str(uuid.uuid4())} if path.endswith("/batches") else {}
+            response = await session.post(path, content=body, headers=key)
             latencies.append(time.perf_counter() - started)
             _check(response)
 

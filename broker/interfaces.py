@@ -14,6 +14,7 @@ from typing import Protocol, Self
 from audit.events import LoggedEntry, StoredCheckpoint
 from audit.queries import AuditQuery
 from audit.tree import NodeStore
+from broker.idempotency import IdempotencyRepository
 from broker.notify_ports import NotificationRepository
 
 
@@ -301,6 +302,9 @@ class UnitOfWork(Protocol):
 
     @property
     def dataset_records(self) -> DatasetRecordRepository: ...
+
+    @property
+    def idempotency(self) -> IdempotencyRepository: ...
 
     def __enter__(self) -> Self: ...
 

@@ -11,6 +11,7 @@ against what should happen, using the synthetic town's truth file.
 from __future__ import annotations
 
 import csv
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -148,7 +149,8 @@ class _Agency:
         return self.client.post(
             f"/v1/agreements/{AGREEMENT}/datasets/{dataset}/batches",
             json={"records": records},
-            headers=self.headers,
+            # Every batch carries its own key (issue 8); this scenario never retries one.
+            headers={**self.headers, "Idempotency-Key": str(uuid.uuid4())},
         )
 
     def lookup(

@@ -25,6 +25,12 @@ from broker.errors import (
     Refused,
     ValidationError,
 )
+from broker.idempotency import (
+    IdempotencyKeyInFlight,
+    IdempotencyScope,
+    encode_response,
+    replay,
+)
 from broker.ids import new_id
 from broker.ingest import AtSource, validate_batch, validate_tokenised_batch
 from broker.interfaces import RecordRow, TokenRow, UnitOfWork
@@ -49,6 +55,8 @@ class IngestResult:
     quality: tuple[Problem, ...]
     audit_entries: tuple[int, ...]
     warnings: tuple[str, ...] = ()
+    # True when this is the stored first result of an earlier request with the same key.
+    replayed: bool = False
 
 
 class IngestUseCases(BrokerCore):
@@ -65,6 +73,7 @@ class IngestUseCases(BrokerCore):
         records: Sequence[Any],
         request_id: str | None = None,
         at_source: AtSource | None = None,
+        idempotency: IdempotencyScope | None = None,
     ) -> IngestResult:
         """Validate, tokenise, link and store a batch, all or nothing, with its audit entries.
 
@@ -72,7 +81,15 @@ class IngestUseCases(BrokerCore):
         agreement's linkage key: they hold tokens instead of identifiers, and
         are refused (``key_version_mismatch``) unless the key they were made
         with is the broker's current one.
+
+        With ``idempotency`` a request already stored under its key returns the
+        first result (``replayed``) and stores nothing; the key is recorded in
+        the batch's transaction. See ``broker.idempotency``.
         """
+        if idempotency is not None:
+            earlier = self._replayed(idempotency)
+            if earlier is not None:
+                return earlier
         today = self._today()
         registry = self.registry
         versions = registry.versions(agreement_id)
@@ -106,20 +123,36 @@ class IngestUseCases(BrokerCore):
         if at_source is not None:
             self._check_source_key(agreement.id, at_source, base, len(records))
         try:
-            with self._units() as uow:
-                result = self._store_batch(
-                    uow, agreement, dataset_id, records, base, at_source=at_source
-                )
-                # In the batch's transaction, so a stored record's notifications are never lost.
-                queue_notifications(
-                    self,
-                    uow,
-                    versions=versions,
-                    dataset_id=dataset_id,
-                    batch_id=result.batch_id,
-                    records=records,
-                )
-                uow.commit()
+            try:
+                with self._units() as uow:
+                    if idempotency is not None:
+                        # First, so a concurrent request with the same key waits here.
+                        uow.idempotency.claim(idempotency, self._now())
+                    result = self._store_batch(
+                        uow, agreement, dataset_id, records, base, at_source=at_source
+                    )
+                    # In the batch's transaction, so a stored record's notifications are never lost.
+                    queue_notifications(
+                        self,
+                        uow,
+                        versions=versions,
+                        dataset_id=dataset_id,
+                        batch_id=result.batch_id,
+                        records=records,
+                    )
+                    if idempotency is not None:
+                        first = replace(result, warnings=decision.warnings)
+                        uow.idempotency.complete(
+                            idempotency, _CREATED, encode_response(_as_dict(first)), first.batch_id
+                        )
+                    uow.commit()
+            except IdempotencyKeyInFlight:
+                # A concurrent request with the same key committed first: answer with its result.
+                assert idempotency is not None
+                earlier = self._replayed(idempotency)
+                if earlier is None:
+                    raise
+                return earlier
             self.instruments.records_ingested(
                 result.accepted, agreement=agreement.id, dataset=dataset_id
             )
@@ -134,6 +167,12 @@ class IngestUseCases(BrokerCore):
                 {"records": len(records), "problems": dict(sorted(codes.items())), **marker},
             )
             raise
+
+    def _replayed(self, scope: IdempotencyScope) -> IngestResult | None:
+        """The first result stored under the key, or None; another body under it is refused."""
+        with self._units() as uow:
+            stored = replay(uow.idempotency, scope)
+        return None if stored is None else _from_dict(stored.response)
 
     def _check_source_key(
         self, agreement_id: str, at_source: AtSource, base: AuditEvent, count: int
@@ -359,6 +398,42 @@ class IngestUseCases(BrokerCore):
             quality=quality,
             audit_entries=(ingest_entry.seq, link_entry.seq),
         )
+
+
+# The HTTP status of a stored batch, kept with its result: only successes are stored.
+_CREATED = 201
+
+
+def _as_dict(result: IngestResult) -> dict[str, Any]:
+    """A result in the stored form an idempotent retry replays."""
+    return {
+        "batch_id": result.batch_id,
+        "accepted": result.accepted,
+        "new_subjects": result.new_subjects,
+        "linked": result.linked,
+        "linked_by_rule": dict(sorted(result.linked_by_rule.items())),
+        "quality": [p.as_dict() for p in result.quality],
+        "audit_entries": list(result.audit_entries),
+        "warnings": list(result.warnings),
+    }
+
+
+def _from_dict(stored: Mapping[str, Any]) -> IngestResult:
+    """A stored result, marked as replayed."""
+    return IngestResult(
+        batch_id=str(stored["batch_id"]),
+        accepted=int(stored["accepted"]),
+        new_subjects=int(stored["new_subjects"]),
+        linked=int(stored["linked"]),
+        linked_by_rule={str(k): int(v) for k, v in stored["linked_by_rule"].items()},
+        quality=tuple(
+            Problem(str(p["code"]), str(p["message"]), Location(**p["location"]))
+            for p in stored["quality"]
+        ),
+        audit_entries=tuple(int(seq) for seq in stored["audit_entries"]),
+        warnings=tuple(str(w) for w in stored["warnings"]),
+        replayed=True,
+    )
 
 
 def _released_identifiers(agreement: Agreement, dataset_id: str) -> set[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +64,8 @@ IDENTIFIERS = {
     "date_of_birth": "2011-03-14",
     "postcode": "NS1 4AB",
 }
+
+
+def idempotent(headers: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` plus a fresh ``Idempotency-Key``: every batch carries one (issue 8)."""
+    return {**headers, "Idempotency-Key": str(uuid.uuid4())}

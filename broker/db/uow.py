@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from broker.db.aggregate_repository import SqlDatasetRecords
 from broker.db.audit_queries import SqlAuditQueries
+from broker.db.idempotency_repository import SqlIdempotency
 from broker.db.job_repository import SqlJobs, SqlRetention
 from broker.db.notify_repository import SqlNotifications
 from broker.db.repositories import (
@@ -40,6 +41,8 @@ class SqlUnitOfWork:
     retention: SqlRetention
     notifications: SqlNotifications
     dataset_records: SqlDatasetRecords
+    # Ingest idempotency keys (``broker.idempotency``), in the batch's transaction.
+    idempotency: SqlIdempotency
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -66,6 +69,7 @@ class SqlUnitOfWork:
         self.retention = SqlRetention(self._connection)
         self.notifications = SqlNotifications(self._connection)
         self.dataset_records = SqlDatasetRecords(self._connection)
+        self.idempotency = SqlIdempotency(self._connection)
         return self
 
     def commit(self) -> None:

@@ -34,6 +34,7 @@ _STATUS_BY_CLASS: tuple[tuple[type[errors.AccordError], int], ...] = (
 )
 _STATUS_BY_CODE = {
     "batch_too_large": 413,
+    "idempotency_key_missing": 400,
     "body_too_large": 413,
     "malformed_json": 400,
     "unsupported_media_type": 415,

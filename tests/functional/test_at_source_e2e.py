@@ -15,7 +15,7 @@ from adapters.tokenise import batch_body, read_tokenised
 from agreements.models import Dataset
 from broker.keys import load_linkage_key_file
 from tests.functional.conftest import BROKER, Server, run_broker
-from tests.helpers import AGREEMENT, EXAMPLE_FILE, example_agreement
+from tests.helpers import AGREEMENT, EXAMPLE_FILE, example_agreement, idempotent
 
 ED = "ed-attendances"
 LOOKUP_IDENTIFIERS = ("given_name", "family_name", "date_of_birth", "postcode")
@@ -46,7 +46,9 @@ def _post(
     client: httpx.Client, dataset: str, body: dict[str, object], headers: dict[str, str]
 ) -> dict[str, object]:
     response = client.post(
-        f"/v1/agreements/{AGREEMENT}/datasets/{dataset}/batches", json=body, headers=headers
+        f"/v1/agreements/{AGREEMENT}/datasets/{dataset}/batches",
+        json=body,
+        headers=idempotent(headers),
     )
     assert response.status_code == 201, response.text
     return dict(response.json())

@@ -11,7 +11,7 @@ import psycopg
 from adapters.csv import read_extract
 from broker.scenario import DATASETS, PERMITTED, run_scenario
 from tests.functional.conftest import Server, run_broker
-from tests.helpers import AGREEMENT, school_record
+from tests.helpers import AGREEMENT, idempotent, school_record
 
 
 def _keys(server: Server, cwd: Path) -> dict[str, str]:
@@ -100,7 +100,7 @@ def test_audit_verify_names_the_first_changed_entry(server: Server, tmp_path: Pa
         response = httpx.post(
             f"{server.base_url}/v1/agreements/{AGREEMENT}/datasets/school-attendance/batches",
             json={"records": [school_record(f"SCH-{index}", given=f"Pupil{'x' * index}")]},
-            headers=headers,
+            headers=idempotent(headers),
         )
         assert response.status_code == 201, response.text
     assert run_broker("audit", "verify", env=server.env, cwd=tmp_path).returncode == 0

@@ -27,7 +27,7 @@ from broker.jobs import CHECKPOINT as CHECKPOINT_JOB
 from broker.jobs import RETENTION
 from tests.conftest import _fresh_postgres, require_postgres
 from tests.functional.conftest import broker_env, free_port, run_broker
-from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, school_record
+from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, idempotent, school_record
 from tests.job_checks import assert_each_scheduled_run_once, recorded_runs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,13 +115,13 @@ def _traffic(base_urls: list[str], keys: dict[str, dict[str, str]], rounds: int)
         school = httpx.post(
             base + batches.format("school-attendance"),
             json={"records": [school_record(f"SCH-{index}", given=f"Pupil{'x' * index}")]},
-            headers=keys["school"],
+            headers=idempotent(keys["school"]),
             timeout=30,
         )
         ed = httpx.post(
             base + batches.format("ed-attendances"),
             json={"records": [ed_record(f"ED-{index}")]},
-            headers=keys["ed"],
+            headers=idempotent(keys["ed"]),
             timeout=30,
         )
         lookup = httpx.post(

@@ -24,7 +24,7 @@ from audit.merkle import root_from_leaf_hashes, verify_consistency, verify_inclu
 from audit.witness import parse_public_key
 from broker.cli.main import audit_app
 from tests.functional.conftest import BROKER, Server, free_port, run_broker
-from tests.helpers import AGREEMENT, school_record
+from tests.helpers import AGREEMENT, idempotent, school_record
 
 WITNESS = "partner-witness"
 _DRIVER = (
@@ -77,7 +77,7 @@ def _post_batches(base_url: str, school_key: str, tag: str, count: int) -> None:
         response = httpx.post(
             f"{base_url}/v1/agreements/{AGREEMENT}/datasets/school-attendance/batches",
             json={"records": [school_record(f"SCH-{tag}-{index}", given=f"Pupil{tag}{index}")]},
-            headers={"Authorization": f"Bearer {school_key}"},
+            headers=idempotent({"Authorization": f"Bearer {school_key}"}),
         )
         assert response.status_code == 201, response.text
 

@@ -20,7 +20,14 @@ from agreements.loader import parse_agreement
 from agreements.models import Agreement, Release, ReleasedField
 from broker.bootstrap import Runtime
 from broker.web.app import create_app
-from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, example_agreement, school_record
+from tests.helpers import (
+    AGREEMENT,
+    IDENTIFIERS,
+    ed_record,
+    example_agreement,
+    idempotent,
+    school_record,
+)
 
 PARTIES = ("school", "police", "social-care", "ed")
 TODAY = date(2026, 11, 26)
@@ -139,7 +146,7 @@ def _ingest(client: TestClient, headers: dict[str, dict[str, str]], dataset: str
     response = client.post(
         f"/v1/agreements/{AGREEMENT}/datasets/{dataset}/batches",
         json={"records": [rec]},
-        headers=headers[agency],
+        headers=idempotent(headers[agency]),
     )
     assert response.status_code == 201, response.text
 
@@ -262,7 +269,7 @@ def test_suspension_stops_every_path_at_once_and_only_the_lead_resumes(
     batch = client.post(
         f"/v1/agreements/{AGREEMENT}/datasets/school-attendance/batches",
         json={"records": [school_record("SCH-1")]},
-        headers=headers["school"],
+        headers=idempotent(headers["school"]),
     )
     assert batch.status_code == 403
     not_lead = client.post(f"/v1/agreements/{AGREEMENT}/resume", headers=headers["school"])

@@ -13,7 +13,7 @@ from broker.bootstrap import Runtime, build_runtime
 from broker.clock import FixedClock
 from broker.config import Settings
 from broker.web.app import create_app
-from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, school_record
+from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, idempotent, school_record
 
 BATCHES = f"/v1/agreements/{AGREEMENT}/datasets/school-attendance/batches"
 LOOKUPS = f"/v1/agreements/{AGREEMENT}/lookups"
@@ -66,7 +66,7 @@ def test_health_ready_and_openapi(client: TestClient) -> None:
 
 def test_batch_then_lookup(client: TestClient, keys: dict[str, dict[str, str]]) -> None:
     created = client.post(
-        BATCHES, json={"records": [school_record("SCH-1")]}, headers=keys["school"]
+        BATCHES, json={"records": [school_record("SCH-1")]}, headers=idempotent(keys["school"])
     )
     assert created.status_code == 201, created.text
     assert created.json()["accepted"] == 1
@@ -74,7 +74,7 @@ def test_batch_then_lookup(client: TestClient, keys: dict[str, dict[str, str]]) 
     ed = client.post(
         f"/v1/agreements/{AGREEMENT}/datasets/ed-attendances/batches",
         json={"records": [ed_record("ED-1")]},
-        headers=keys["ed"],
+        headers=idempotent(keys["ed"]),
     )
     assert ed.json()["linked"] == 1
     found = client.post(
@@ -91,7 +91,9 @@ def test_batch_then_lookup(client: TestClient, keys: dict[str, dict[str, str]]) 
 def test_missing_and_wrong_credentials(client: TestClient) -> None:
     _error(client.post(BATCHES, json={"records": []}), 401, "unauthenticated")
     _error(
-        client.post(BATCHES, json={"records": []}, headers={"Authorization": "Bearer acc_nope"}),
+        client.post(
+            BATCHES, json={"records": []}, headers=idempotent({"Authorization": "Bearer acc_nope"})
+        ),
         401,
         "unauthenticated",
     )
@@ -101,7 +103,7 @@ def test_malformed_json(client: TestClient, keys: dict[str, dict[str, str]]) -> 
     response = client.post(
         BATCHES,
         content=b'{"records": [',
-        headers={**keys["school"], "Content-Type": "application/json"},
+        headers=idempotent({**keys["school"], "Content-Type": "application/json"}),
     )
     _error(response, 400, "malformed_json")
 
@@ -110,7 +112,7 @@ def test_wrong_content_type(client: TestClient, keys: dict[str, dict[str, str]])
     response = client.post(
         BATCHES,
         content=b"record_id\nSCH-1\n",
-        headers={**keys["school"], "Content-Type": "text/csv"},
+        headers=idempotent({**keys["school"], "Content-Type": "text/csv"}),
     )
     _error(response, 415, "unsupported_media_type")
 
@@ -120,7 +122,9 @@ def test_body_over_the_limit(client: TestClient, keys: dict[str, dict[str, str]]
     body = json.dumps({"records": records}).encode()
     assert len(body) > 4096
     response = client.post(
-        BATCHES, content=body, headers={**keys["school"], "Content-Type": "application/json"}
+        BATCHES,
+        content=body,
+        headers=idempotent({**keys["school"], "Content-Type": "application/json"}),
     )
     _error(response, 413, "body_too_large")
 
@@ -130,7 +134,7 @@ def test_unknown_agreement_and_dataset(client: TestClient, keys: dict[str, dict[
         client.post(
             "/v1/agreements/nope/datasets/school-attendance/batches",
             json={"records": [school_record("S")]},
-            headers=keys["school"],
+            headers=idempotent(keys["school"]),
         ),
         404,
         "not_found",
@@ -139,7 +143,7 @@ def test_unknown_agreement_and_dataset(client: TestClient, keys: dict[str, dict[
         client.post(
             f"/v1/agreements/{AGREEMENT}/datasets/nope/batches",
             json={"records": [school_record("S")]},
-            headers=keys["school"],
+            headers=idempotent(keys["school"]),
         ),
         404,
         "not_found",
@@ -156,7 +160,7 @@ def test_undeclared_missing_and_overlong_fields_name_record_and_field(
         school_record("SCH-4", given_name="A" * 300),
     ]
     error = _error(
-        client.post(BATCHES, json={"records": records}, headers=keys["school"]),
+        client.post(BATCHES, json={"records": records}, headers=idempotent(keys["school"])),
         422,
         "batch_invalid",
     )
@@ -169,16 +173,22 @@ def test_undeclared_missing_and_overlong_fields_name_record_and_field(
     assert "did you mean 'attendance_pct'" in json.dumps(error)
     assert "A" * 50 not in json.dumps(error)
     # nothing stored: the valid first record can still be sent
-    ok = client.post(BATCHES, json={"records": [school_record("SCH-1")]}, headers=keys["school"])
+    ok = client.post(
+        BATCHES, json={"records": [school_record("SCH-1")]}, headers=idempotent(keys["school"])
+    )
     assert ok.status_code == 201
 
 
 def test_duplicate_record_is_a_conflict_within_the_batch_rules(
     client: TestClient, keys: dict[str, dict[str, str]]
 ) -> None:
-    client.post(BATCHES, json={"records": [school_record("SCH-1")]}, headers=keys["school"])
+    client.post(
+        BATCHES, json={"records": [school_record("SCH-1")]}, headers=idempotent(keys["school"])
+    )
     error = _error(
-        client.post(BATCHES, json={"records": [school_record("SCH-1")]}, headers=keys["school"]),
+        client.post(
+            BATCHES, json={"records": [school_record("SCH-1")]}, headers=idempotent(keys["school"])
+        ),
         422,
         "batch_invalid",
     )
@@ -219,7 +229,9 @@ def test_refusals_are_403_with_the_rule(
 def test_audit_read_is_limited_to_the_caller(
     client: TestClient, keys: dict[str, dict[str, str]]
 ) -> None:
-    client.post(BATCHES, json={"records": [school_record("SCH-1")]}, headers=keys["school"])
+    client.post(
+        BATCHES, json={"records": [school_record("SCH-1")]}, headers=idempotent(keys["school"])
+    )
     mine = client.get("/v1/audit/entries", headers=keys["school"]).json()["entries"]
     assert [e["action"] for e in mine] == ["ingest", "link"]
     assert client.get("/v1/audit/entries", headers=keys["police"]).json()["entries"] == []
@@ -251,7 +263,9 @@ def test_agreements_list_shows_the_callers_roles(
 def test_agency_audit_reads_hide_the_internal_subject_id(
     client: TestClient, keys: dict[str, dict[str, str]], small_runtime: Runtime
 ) -> None:
-    client.post(BATCHES, json={"records": [school_record("SCH-1")]}, headers=keys["school"])
+    client.post(
+        BATCHES, json={"records": [school_record("SCH-1")]}, headers=idempotent(keys["school"])
+    )
     client.post(
         LOOKUPS,
         json={"purpose": "safeguarding-triage", "identifiers": IDENTIFIERS},
@@ -269,7 +283,9 @@ def test_an_ig_lead_key_cannot_ingest_or_look_up(
     client: TestClient, small_runtime: Runtime
 ) -> None:
     ig_lead = {"Authorization": f"Bearer {small_runtime.broker.issue_api_key('police', 'ig_lead')}"}
-    batch = client.post(BATCHES, json={"records": [school_record("SCH-1")]}, headers=ig_lead)
+    batch = client.post(
+        BATCHES, json={"records": [school_record("SCH-1")]}, headers=idempotent(ig_lead)
+    )
     _error(batch, 403, "role_not_allowed")
     found = client.post(
         LOOKUPS,

@@ -22,7 +22,14 @@ from broker.ingest import AtSource
 from broker.keys import LinkageKey, load_linkage_key_file
 from broker.web.app import create_app
 from tests.conftest import EXAMPLES
-from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, example_agreement, school_record
+from tests.helpers import (
+    AGREEMENT,
+    IDENTIFIERS,
+    ed_record,
+    example_agreement,
+    idempotent,
+    school_record,
+)
 
 ED = "ed-attendances"
 ED_BATCHES = f"/v1/agreements/{AGREEMENT}/datasets/{ED}/batches"
@@ -268,7 +275,7 @@ def test_tokenised_batch_over_http(runtime: Runtime, client: TestClient, tmp_pat
     body = batch_body(records, _linkage(runtime, tmp_path))
 
     stale = {**body, "tokenised": {"key_check": "0" * 16, "key_version": 1}}
-    refused = client.post(ED_BATCHES, json=stale, headers=headers)
+    refused = client.post(ED_BATCHES, json=stale, headers=idempotent(headers))
     assert refused.status_code == 409, refused.text
     error = refused.json()["error"]
     assert error["code"] == "key_version_mismatch"
@@ -276,16 +283,18 @@ def test_tokenised_batch_over_http(runtime: Runtime, client: TestClient, tmp_pat
     assert "0" * 16 not in refused.text
 
     no_version = {**body, "tokenised": {"key_check": body["tokenised"]["key_check"]}}
-    invalid = client.post(ED_BATCHES, json=no_version, headers=headers)
+    invalid = client.post(ED_BATCHES, json=no_version, headers=idempotent(headers))
     assert invalid.status_code == 422, invalid.text
     assert invalid.json()["error"]["code"] == "request_invalid"
 
-    created = client.post(ED_BATCHES, json=body, headers=headers)
+    created = client.post(ED_BATCHES, json=body, headers=idempotent(headers))
     assert created.status_code == 201, created.text
     assert created.json()["accepted"] == 1
     assert created.json()["tokenised_at_source"] is True
     clear = client.post(
-        ED_BATCHES, json={"records": [ed_record("ED-2", given="Bilal")]}, headers=headers
+        ED_BATCHES,
+        json={"records": [ed_record("ED-2", given="Bilal")]},
+        headers=idempotent(headers),
     )
     assert clear.status_code == 201, clear.text
     assert clear.json()["tokenised_at_source"] is False

@@ -17,7 +17,7 @@ from broker.clock import FixedClock
 from broker.config import Settings
 from broker.web.app import create_app
 from tests.conftest import EXAMPLES
-from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, school_record
+from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, idempotent, school_record
 
 SEARCH = "/v1/audit/search"
 OTHER_AGREEMENT = "education-welfare-absence"
@@ -56,7 +56,9 @@ def world(client: TestClient, lead_runtime: Runtime) -> dict[str, dict[str, str]
         ("ed-attendances", [ed_record("ED-1")], "ed"),
     ):
         created = client.post(
-            f"{batches}/{dataset}/batches", json={"records": records}, headers=keys[agency]
+            f"{batches}/{dataset}/batches",
+            json={"records": records},
+            headers=idempotent(keys[agency]),
         )
         assert created.status_code == 201, created.text
     lookups = f"/v1/agreements/{AGREEMENT}/lookups"

@@ -23,6 +23,7 @@ from broker.db.uow import SqlUnitOfWorkFactory
 from broker.notify import RetrySchedule, secret_from_text, verify
 from broker.startup import JobOptions, job_runner_for
 from broker.web.app import create_app
+from tests.helpers import idempotent
 from tests.notify_helpers import (
     ADULT,
     DATASET,
@@ -136,7 +137,7 @@ def test_each_notification_reaches_a_failing_receiver_exactly_once(
         stored = client.post(
             f"{BASE}/datasets/{DATASET}/batches",
             json={"records": [YOUNG, ADULT, OLDER]},
-            headers=keys["ed"],
+            headers=idempotent(keys["ed"]),
         )
         assert stored.status_code == 201, stored.text
         polled = {
@@ -227,7 +228,9 @@ def test_notification_delay_from_ingest_to_receipt(
             record = {**YOUNG, "record_id": f"ED-D{n}", "given_name": f"Kai{'a' * n}"}
             sent = time.monotonic()
             stored = client.post(
-                f"{BASE}/datasets/{DATASET}/batches", json={"records": [record]}, headers=keys["ed"]
+                f"{BASE}/datasets/{DATASET}/batches",
+                json={"records": [record]},
+                headers=idempotent(keys["ed"]),
             )
             assert stored.status_code == 201, stored.text
             deadline = time.monotonic() + 30

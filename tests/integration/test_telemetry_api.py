@@ -34,7 +34,7 @@ from broker.log_format import JsonFormatter
 from broker.startup import JobOptions, job_runner_for
 from broker.telemetry import Telemetry
 from broker.web.app import create_app
-from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, school_record
+from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, idempotent, school_record
 
 BATCHES = "/v1/agreements/{agreement}/datasets/{dataset}/batches"
 BATCH_ROUTE = "/v1/agreements/{agreement_id}/datasets/{dataset_id}/batches"
@@ -145,7 +145,11 @@ def test_each_request_is_one_server_span_named_by_its_route_template(
 ) -> None:
     client.get("/health")
     path = BATCHES.format(agreement=AGREEMENT, dataset="school-attendance")
-    client.post(path, json={"records": [school_record("SCH-1")]}, headers=_bearer(keys["school"]))
+    client.post(
+        path,
+        json={"records": [school_record("SCH-1")]},
+        headers=idempotent(_bearer(keys["school"])),
+    )
     client.get("/v1/agreements/sv-early-identification/versions/99?page=2")
     client.get("/no/such/place?nhs_number=9434765919")
     served = _server_spans(spans)
@@ -302,7 +306,7 @@ def test_no_identifier_token_key_or_payload_value_reaches_telemetry_or_logs(
         stored = client.post(
             BATCHES.format(agreement=AGREEMENT, dataset=dataset),
             json={"records": [record]},
-            headers=_bearer(keys[agency]),
+            headers=idempotent(_bearer(keys[agency])),
         )
         assert stored.status_code == 201, stored.text
     # A batch refused for a bad identifier, whose error names the field but not the value.
@@ -311,7 +315,7 @@ def test_no_identifier_token_key_or_payload_value_reaches_telemetry_or_logs(
         json={
             "records": [school_record("SCH-QX-BAD", **{**PERSON, "date_of_birth": "2010-27-08"})]
         },
-        headers=_bearer(keys["school"]),
+        headers=idempotent(_bearer(keys["school"])),
     )
     assert bad.status_code == 422
     found = client.post(
@@ -408,12 +412,14 @@ def test_the_pipeline_reports_its_stages_records_links_releases_and_refusals(
     school = f"/v1/agreements/{AGREEMENT}/datasets/school-attendance/batches"
     ed = f"/v1/agreements/{AGREEMENT}/datasets/ed-attendances/batches"
     posted = client.post(
-        school, json={"records": [school_record("SCH-1")]}, headers=_bearer(keys["school"])
+        school,
+        json={"records": [school_record("SCH-1")]},
+        headers=idempotent(_bearer(keys["school"])),
     )
     assert posted.status_code == 201
     assert (
         client.post(
-            ed, json={"records": [ed_record("ED-1")]}, headers=_bearer(keys["ed"])
+            ed, json={"records": [ed_record("ED-1")]}, headers=idempotent(_bearer(keys["ed"]))
         ).status_code
         == 201
     )
@@ -456,7 +462,9 @@ def test_checkpoint_age_and_job_queue_depth_are_gauges(
     with TestClient(app) as client:
         batches = f"/v1/agreements/{AGREEMENT}/datasets/school-attendance/batches"
         posted = client.post(
-            batches, json={"records": [school_record("SCH-1")]}, headers=_bearer(keys["school"])
+            batches,
+            json={"records": [school_record("SCH-1")]},
+            headers=idempotent(_bearer(keys["school"])),
         )
         assert posted.status_code == 201
         ages = [p.value for p in _metric_points(reader, "accord.checkpoint.age")]

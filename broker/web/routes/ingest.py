@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
+from fastapi import APIRouter, Header, Response
+
+from broker.idempotency import HEADER, REPLAYED_HEADER, scope_for
 from broker.ingest import AtSource
 from broker.web.deps import AgencyDep, BrokerDep, RequestIdDep
 from broker.web.rate_limits import rate_limited
@@ -29,12 +32,27 @@ def post_batch(
     agency: AgencyDep,
     broker: BrokerDep,
     request_id: RequestIdDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(alias=HEADER)] = None,
 ) -> BatchOut:
     """Store a batch all or nothing: any invalid record rejects the whole batch (422).
 
     A batch tokenised at source with a key other than the broker's current
     linkage key for the agreement is refused whole (409 ``key_version_mismatch``).
+
+    Every batch carries an ``Idempotency-Key`` header (400 ``idempotency_key_missing``
+    without one). Sent again with the same key and body, the batch is not stored
+    again: the first result comes back with ``Idempotent-Replayed: true``. The same
+    key with another body is refused (422 ``idempotency_key_reused``).
     """
+    scope = scope_for(
+        agency_id=agency,
+        agreement_id=agreement_id,
+        dataset_id=dataset_id,
+        operation="batch",
+        key=idempotency_key,
+        body=body.model_dump(mode="json"),
+    )
     tokenised = body.tokenised
     at_source = None if tokenised is None else AtSource(tokenised.key_check, tokenised.key_version)
     result = broker.ingest_batch(
@@ -44,7 +62,10 @@ def post_batch(
         records=body.records,
         request_id=request_id,
         at_source=at_source,
+        idempotency=scope,
     )
+    if result.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
     return BatchOut(
         batch_id=result.batch_id,
         accepted=result.accepted,
