@@ -23,6 +23,7 @@ from audit.events import AuditEvent, LoggedEntry
 from audit.queries import MAX_LIMIT, AuditQuery, normalise_time
 from broker.errors import ValidationError
 from broker.interfaces import UnitOfWork, UnitOfWorkFactory
+from broker.lookup_patterns import LookupPattern, PatternThresholds, lookup_patterns
 
 AuditAppender = Callable[[UnitOfWork, AuditEvent], LoggedEntry]
 SubjectFinder = Callable[[Mapping[str, str], Sequence[str] | None], dict[str, str]]
@@ -182,6 +183,32 @@ class AuditSearch:
             viewer,
             request_id,
             lambda e, _q: reports.volume_by_recipient_per_day(e),
+        )
+
+    def patterns(
+        self,
+        *,
+        viewer: str | None,
+        agency: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        thresholds: PatternThresholds | None = None,
+        request_id: str | None = None,
+    ) -> list[LookupPattern]:
+        """Per recipient and purpose, lookups that miss and subjects matched per hour, flagged.
+
+        ``thresholds`` (see ``broker.lookup_patterns``) say what is unusual; nonsense
+        ones are refused (``threshold_invalid``) and audited like any refusal.
+        """
+        query = AuditQuery(
+            agency=agency, action="lookup", outcome="permitted", since=since, until=until
+        )
+        given = thresholds or PatternThresholds()
+        base = self._event(viewer, query, None, request_id, kind="patterns")
+        with self._refusals_audited(base):
+            given.checked()
+        return self._report(
+            "patterns", query, viewer, request_id, lambda e, _q: lookup_patterns(e, given)
         )
 
     # -- helpers --------------------------------------------------------------

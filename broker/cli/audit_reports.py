@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from broker.csv_safe import to_csv_text
 from broker.errors import ValidationError
+from broker.lookup_patterns import LookupPattern, PatternThresholds
 
 if TYPE_CHECKING:
     from broker.bootstrap import Runtime
@@ -50,6 +52,7 @@ def register(audit_app: typer.Typer) -> None:
     report_app.command("recipient")(report_recipient)
     report_app.command("refusals")(report_refusals)
     report_app.command("volume")(report_volume)
+    report_app.command("patterns")(report_patterns)
     audit_app.command("search")(search)
     audit_app.add_typer(report_app, name="report")
 
@@ -229,3 +232,49 @@ def report_volume(
     _write(
         {"days": [{**d.__dict__, "day": d.day.isoformat(), "flags": list(d.flags)} for d in days]}
     )
+
+
+_PATTERNS = PatternThresholds()
+
+
+def _codes(pattern: LookupPattern) -> str:
+    return ";".join(f.code for f in pattern.flags)
+
+
+PATTERN_COLUMNS = ("agency", "purpose", "lookups", "misses", "peak_subjects_per_hour", "flags")
+
+
+def report_patterns(
+    agency: Annotated[str | None, typer.Option(help="Only this recipient")] = None,
+    since: Since = None,
+    until: Until = None,
+    miss_ratio: Annotated[
+        float, typer.Option(help="Flag a sweep at or above this share of lookups missing")
+    ] = _PATTERNS.miss_ratio,
+    min_lookups: Annotated[
+        int, typer.Option(help="Judge misses only from this many lookups")
+    ] = _PATTERNS.min_lookups,
+    subjects_per_hour: Annotated[
+        int, typer.Option(help="Flag more distinct subjects than this within any hour")
+    ] = _PATTERNS.subjects_per_hour,
+    output: Annotated[str, typer.Option("--format", help="json or csv")] = "json",
+) -> None:
+    """Unusual lookups per recipient and purpose: many misses, many subjects an hour."""
+    if output not in ("json", "csv"):
+        raise ValidationError("--format must be json or csv", code="format_unknown")
+    thresholds = PatternThresholds(miss_ratio, min_lookups, subjects_per_hour)
+    runtime = _runtime()
+    try:
+        found = runtime.broker.audit_search.patterns(
+            viewer=None, agency=agency, since=since, until=until, thresholds=thresholds
+        )
+    finally:
+        runtime.engine.dispose()
+    if output == "csv":
+        rows = [
+            (p.agency, p.purpose, p.lookups, p.misses, p.peak_subjects_per_hour, _codes(p))
+            for p in found
+        ]
+        sys.stdout.write(to_csv_text([PATTERN_COLUMNS, *rows]))
+        return
+    _write({"patterns": [p.as_dict() for p in found], "thresholds": thresholds.__dict__})

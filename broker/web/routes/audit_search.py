@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from audit.events import LoggedEntry
 from audit.export import to_csv, to_fhir_bundle
 from audit.queries import AuditQuery
+from broker.lookup_patterns import PatternThresholds
 from broker.web.deps import BrokerDep, IgLeadDep, RequestIdDep
 from broker.web.schemas import AuditEntryOut, ErrorOut, IdentifierName, audit_entry_out
 
@@ -253,6 +254,66 @@ def volume_report(
             )
             for d in days
         ]
+    )
+
+
+class PatternFlagOut(BaseModel):
+    code: str
+    figures: dict[str, Any]
+
+
+class LookupPatternOut(BaseModel):
+    agency: str
+    purpose: str
+    lookups: int
+    misses: int
+    peak_subjects_per_hour: int
+    flags: list[PatternFlagOut]
+
+
+class PatternsOut(BaseModel):
+    patterns: list[LookupPatternOut]
+    thresholds: dict[str, float]
+
+
+_PATTERNS = PatternThresholds()
+
+
+@router.get("/reports/patterns", response_model=PatternsOut, responses=_ERRORS)  # type: ignore[arg-type]
+def patterns_report(
+    agency: IgLeadDep,
+    broker: BrokerDep,
+    request_id: RequestIdDep,
+    recipient: Annotated[str | None, Query(alias="agency", min_length=1, max_length=64)] = None,
+    since: TimeQuery = None,
+    until: TimeQuery = None,
+    miss_ratio: Annotated[
+        float, Query(gt=0, le=1, description="flag at or above this share of misses")
+    ] = _PATTERNS.miss_ratio,
+    min_lookups: Annotated[
+        int, Query(ge=1, le=1_000_000, description="judge misses only from this many lookups")
+    ] = _PATTERNS.min_lookups,
+    subjects_per_hour: Annotated[
+        int, Query(ge=1, le=1_000_000, description="flag more distinct subjects in any hour")
+    ] = _PATTERNS.subjects_per_hour,
+) -> PatternsOut:
+    """Per recipient and purpose: sweeps that miss, many subjects an hour (counts only)."""
+    thresholds = PatternThresholds(miss_ratio, min_lookups, subjects_per_hour)
+    found = broker.audit_search.patterns(
+        viewer=agency,
+        agency=recipient,
+        since=since,
+        until=until,
+        thresholds=thresholds,
+        request_id=request_id,
+    )
+    return PatternsOut(
+        patterns=[LookupPatternOut.model_validate(p.as_dict()) for p in found],
+        thresholds={
+            "miss_ratio": thresholds.miss_ratio,
+            "min_lookups": thresholds.min_lookups,
+            "subjects_per_hour": thresholds.subjects_per_hour,
+        },
     )
 
 
