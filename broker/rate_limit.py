@@ -176,6 +176,9 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._buckets: dict[BucketKey, tuple[Bucket, Rate]] = {}
         self._tally = RefusalTally()
+        # Any request closes every refusal window that has ended, at most once a window,
+        # so a flood's total is audited even if that agency never calls again.
+        self._swept = 0
 
     def admit(
         self,
@@ -196,6 +199,9 @@ class RateLimiter:
             bucket, wait = take(None if held is None else held[0], share, now)
             self._buckets[key] = (bucket, share)
             reports = self._tally.refused(key, now) if wait else self._tally.settle(key, now)
+            if now - self._swept >= TALLY_WINDOW_US:
+                self._swept = now
+                reports += self._tally.settle_all(now)
             if len(self._buckets) > MAX_BUCKETS:
                 self._forget_full(now)
         if reports:

@@ -160,3 +160,18 @@ def test_nonsense_rates_are_refused(per_minute: int, burst: int) -> None:
 def test_workers_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         RateLimiter(FixedClock(START), workers=0)
+
+
+def test_another_agencys_request_closes_a_finished_window() -> None:
+    clock = FixedClock(START)
+    limiter = RateLimiter(clock)
+    reports = Reports()
+    rate = Rate(per_minute=1, burst=1)
+    limiter.admit(KEY, rate, report=reports)
+    for _ in range(4):
+        with pytest.raises(RateLimited):
+            limiter.admit(KEY, rate, report=reports)
+    clock.advance(timedelta(seconds=61))
+    limiter.admit(("school", KEY[1], KEY[2]), rate, report=reports)  # police never returns
+    assert reports.seen[-1] == RefusalReport(KEY, microseconds(START), 4, final=True)
+    assert limiter.settle() == []
