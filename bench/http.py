@@ -71,8 +71,11 @@ from bench.workload import (
     school_records,
     start_broker,
 )
+from broker.bootstrap import Runtime
+from broker.client_auth import generate_client_key
 from broker.db.uow import SqlUnitOfWorkFactory
 from broker.keystore import DATA, KeySlot
+from broker.token_client import ClientCredential, TokenClient
 
 DEFAULT_STORED = 100_000
 DEFAULT_INGEST = 20_000
@@ -221,16 +224,20 @@ def lookup_bodies(records: Sequence[dict[str, str]], count: int, seed: int) -> l
 # -- the set-ups ----------------------------------------------------------------
 
 
+#: Records per slice of the untimed fill (one token each).
+_FILL_SLICE = 50_000
+
+
 @dataclass(frozen=True)
 class Prepared:
-    """A migrated database with keys, API keys for the two agencies, and a bare loader's keys."""
+    """A migrated database with keys, clients for the two agencies, and a bare loader's keys."""
 
     database_url: str
     key_file: Path
     linkage_key: bytes
     data_key: bytes
-    provider_key: str
-    recipient_key: str
+    provider: ClientCredential
+    recipient: ClientCredential
 
     @property
     def kit(self) -> BareKit:
@@ -239,7 +246,7 @@ class Prepared:
 
 
 def prepare(folder: Path, database_url: str, first: dict[str, str]) -> Prepared:
-    """Migrate, make keys and issue API keys in-process, before any server starts."""
+    """Migrate, make keys and register the agencies' clients in-process, before servers start."""
     folder.mkdir(parents=True)
     runtime = start_broker(folder, database_url)
     try:
@@ -249,11 +256,23 @@ def prepare(folder: Path, database_url: str, first: dict[str, str]) -> Prepared:
             linkage = store.linkage(uow.keys, AGREEMENT).key
             data = store.active(uow.keys, KeySlot(DATA, AGREEMENT)).key
         check_same_tokens(BareKit(linkage, data), first)
-        provider = runtime.broker.issue_api_key(PROVIDER)
-        recipient = runtime.broker.issue_api_key(RECIPIENT)
+        provider = register_agency(runtime, PROVIDER)
+        recipient = register_agency(runtime, RECIPIENT)
     finally:
         runtime.engine.dispose()
     return Prepared(database_url, folder / "broker.key", linkage, data, provider, recipient)
+
+
+def register_agency(runtime: Runtime, agency: str) -> ClientCredential:
+    """A client for ``agency`` with a key pair made here (a benchmark, not production)."""
+    private_pem, public_pem = generate_client_key()
+    made = runtime.broker.identity.register_client(agency, public_pem)
+    return ClientCredential(made.client_id, made.key_id, made.alg, private_pem)
+
+
+def bearer(credential: ClientCredential, servers: Servers) -> dict[str, str]:
+    """Headers with a fresh token from the first server; every worker accepts it."""
+    return {"Authorization": f"Bearer {TokenClient(credential, servers.urls[0]).token()}"}
 
 
 @contextmanager
@@ -433,7 +452,7 @@ class Run:
     def _ingest(
         self, servers: Servers, prepared: Prepared, records: Sequence[dict[str, str]], **kw: Any
     ) -> Timed:
-        headers = {"Authorization": f"Bearer {prepared.provider_key}"}
+        headers = bearer(prepared.provider, servers)
         bodies = batch_bodies(records)
         return drive(servers, headers, self.options.clients, BATCH_PATH, bodies, **kw)
 
@@ -443,17 +462,18 @@ class Run:
             return
         self.progress.print(f"  filling the store to {self.options.stored:,} records (untimed)")
         started = time.perf_counter()
-        self._ingest(servers, prepared, rest)
+        # In slices, each with a fresh token: a long fill outlives one (300 s by default).
+        for at in range(0, len(rest), _FILL_SLICE):
+            self._ingest(servers, prepared, rest[at : at + _FILL_SLICE])
         self.progress.print(f"  filled in {time.perf_counter() - started:.0f} s")
 
     def _lookups(
         self,
         servers: Servers,
-        recipient_key: str,
+        headers: dict[str, str],
         clients: int,
         database_pids: Callable[[], Sequence[int]] | None = None,
     ) -> Timed:
-        headers = {"Authorization": f"Bearer {recipient_key}"}
         seed = SEED + 10 + clients
         bodies = lookup_bodies(self.records, WARM_UP + self.options.lookups, seed)
         return drive(
@@ -475,12 +495,12 @@ class Run:
         pids: Callable[[], Sequence[int]] | None,
     ) -> None:
         broker_times = {
-            clients: self._lookups(servers, prepared.recipient_key, clients, pids)
+            clients: self._lookups(servers, bearer(prepared.recipient, servers), clients, pids)
             for clients in LOOKUP_CLIENTS
         }
         with constants(workers, folder=self.folder) as bare_servers:
             for clients in LOOKUP_CLIENTS:
-                bare = self._lookups(bare_servers, "bare", clients)
+                bare = self._lookups(bare_servers, {"Authorization": "Bearer bare"}, clients)
                 self.rows.append(
                     _lookup_row(
                         backend,

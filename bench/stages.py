@@ -33,7 +33,7 @@ from fastapi.testclient import TestClient
 from rich.console import Console
 from rich.table import Table
 
-from bench.http import BATCH_PATH, LOOKUP_PATH, postgres_database
+from bench.http import BATCH_PATH, LOOKUP_PATH, postgres_database, register_agency
 from bench.http_constant import create_app as constant_app
 from bench.ingest import postgres_url
 from bench.workload import (
@@ -48,7 +48,9 @@ from bench.workload import (
     school_records,
     start_broker,
 )
+from broker.bootstrap import Runtime
 from broker.instruments import STAGES, Stage
+from broker.token_client import sign_assertion
 from broker.web.app import create_app
 
 Sample = dict[str, float]
@@ -114,6 +116,16 @@ class Spans:
                 self.seconds[label] += time.perf_counter() - started
 
         setattr(owner, method, timed)
+
+
+def _bearer(runtime: Runtime, agency: str) -> dict[str, str]:
+    """Headers with a token minted the real way: a registered client's signed assertion."""
+    identity = runtime.broker.identity
+    issuer = identity.config.policy.issuer
+    credential = register_agency(runtime, agency)
+    assertion = sign_assertion(credential, issuer, now=identity.now().timestamp())
+    token = identity.issue_client_token(assertion, audiences={issuer})
+    return {"Authorization": f"Bearer {token.access_token}"}
 
 
 def _measure(timer: StageTimer, spans: Spans, send: Callable[[], None], repeats: int) -> Sample:
@@ -202,8 +214,8 @@ def run(
             runtime.broker.ingest_batch(
                 agency=PROVIDER, agreement_id=AGREEMENT, dataset_id=DATASET, records=batch
             )
-        provider = {"Authorization": f"Bearer {runtime.broker.issue_api_key(PROVIDER)}"}
-        recipient = {"Authorization": f"Bearer {runtime.broker.issue_api_key(RECIPIENT)}"}
+        provider = _bearer(runtime, PROVIDER)
+        recipient = _bearer(runtime, RECIPIENT)
         app = create_app(runtime)
         timer = StageTimer()
         runtime.broker.instruments = timer  # after create_app, which installs its own

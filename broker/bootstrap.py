@@ -15,6 +15,7 @@ from broker.db.engine import create_database_engine
 from broker.db.migrate import current_revision, head_revision, known_revisions, upgrade
 from broker.db.uow import SqlUnitOfWorkFactory
 from broker.errors import ConfigError, KeyFileError, StorageError
+from broker.identity import identity_config
 from broker.keys import (
     MASTER_KEY_VARIABLE,
     KeyRing,
@@ -116,6 +117,7 @@ def build_runtime(
                 every_entries=settings.checkpoint_every_entries,
                 every_seconds=settings.checkpoint_every_seconds,
             ),
+            identity=identity_config(settings),
         )
         if install_agreements:
             broker.agreements.install_files(

@@ -69,6 +69,18 @@ class Settings(BaseSettings):
     max_json_string_chars: int = Field(default=4096, ge=64, le=1024 * 1024 * 1024)
     # Set when a proxy or uvicorn terminates TLS for the broker: responses then carry HSTS.
     served_over_tls: bool = False
+    # Identity (broker.identity): the broker's own access tokens.
+    token_issuer: str = Field(default="accord", pattern=r"^[A-Za-z0-9._/:-]{1,256}$")
+    access_token_seconds: int = Field(default=300, ge=30, le=3600)
+    # Set by a proxy that terminates mutual TLS: the client certificate's SHA-256 (hex).
+    client_cert_header: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,64}$")
+    # An external OpenID Connect provider for people (broker.oidc); unset: local accounts only.
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_file: Path | None = None
+    oidc_jwks_url: str | None = None
+    oidc_role_claim: str = "accord_role"
+    oidc_agency_claim: str = "accord_agency"
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

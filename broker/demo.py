@@ -7,25 +7,84 @@ uses the key file named by BROKER_KEY_FILE (created on first run).
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import shutil
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
+import httpx
 import uvicorn
 from rich.console import Console
 from rich.table import Table
 
 from broker.bootstrap import Runtime, build_runtime
+from broker.client_auth import generate_client_key
 from broker.config import DEFAULT_VAR_DIR, load_settings
 from broker.errors import AccordError, ConfigError
-from broker.scenario import DATASETS, ScenarioReport, run_scenario
+from broker.scenario import DATASETS, Callers, HeaderSource, ScenarioReport, run_scenario
 from broker.synth import generate_town, write_town
+from broker.token_client import ClientCredential, TokenClient, token_url
 from broker.web.app import create_app
 
 DEMO_DIR = DEFAULT_VAR_DIR / "demo"
+#: The people the scenario needs: two DPOs (suspend, resume) and social care's IG lead.
+DEMO_PEOPLE = (
+    ("dpo.school", "dpo", "school"),
+    ("dpo.social-care", "dpo", "social-care"),
+    ("ig-lead.social-care", "ig_lead", "social-care"),
+)
+
+
+def _register_callers(
+    runtime: Runtime, base_url: str
+) -> tuple[dict[str, ClientCredential], dict[str, str]]:
+    """A client per agency (key pair made here: a demo) and the people's accounts."""
+    identity = runtime.broker.identity
+    credentials = {}
+    for agency in DATASETS:
+        private_pem, public_pem = generate_client_key()
+        made = identity.register_client(agency, public_pem)
+        credentials[agency] = ClientCredential(
+            made.client_id, made.key_id, made.alg, private_pem, token_url(base_url)
+        )
+    passwords = {}
+    for username, role, agency in DEMO_PEOPLE:
+        passwords[username] = secrets.token_urlsafe(18)
+        identity.add_account(username, role=role, agency_id=agency, password=passwords[username])
+    return credentials, passwords
+
+
+def _signed_in(base_url: str, username: str, password: str) -> HeaderSource:
+    """Headers of a person who signs in for each call (the scenario makes few)."""
+
+    def headers() -> Mapping[str, str]:
+        response = httpx.post(
+            f"{base_url}/v1/sessions", json={"username": username, "password": password}, timeout=60
+        )
+        response.raise_for_status()
+        return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+    return headers
+
+
+def _callers(
+    base_url: str, credentials: Mapping[str, ClientCredential], passwords: Mapping[str, str]
+) -> Callers:
+    systems: dict[str, HeaderSource] = {
+        agency: TokenClient(credential, base_url).headers
+        for agency, credential in credentials.items()
+    }
+    people = {name: _signed_in(base_url, name, passwords[name]) for name, _, _ in DEMO_PEOPLE}
+    return Callers(
+        systems=systems,
+        dpos={"school": people["dpo.school"], "social-care": people["dpo.social-care"]},
+        ig_lead=people["ig-lead.social-care"],
+    )
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -90,13 +149,12 @@ def run_demo(console: Console, *, port: int, seed: int, people: int, keep_servin
     write_town(generate_town(seed=seed, people=people), extracts)
     settings = load_settings(database_url=f"sqlite:///{DEMO_DIR / 'accord.db'}")
     runtime = build_runtime(settings)
-    api_keys = {agency: runtime.broker.issue_api_key(agency) for agency in DATASETS}
-    ig_lead_key = runtime.broker.issue_api_key("social-care", "ig_lead")
-    server, thread = _start_server(runtime, host, port)
     base_url = f"http://{host}:{port}"
+    credentials, passwords = _register_callers(runtime, base_url)
+    server, thread = _start_server(runtime, host, port)
     console.print(f"Accord API on {base_url} (OpenAPI at {base_url}/docs); running the scenario...")
     try:
-        report = run_scenario(base_url, api_keys, extracts, ig_lead_key)
+        report = run_scenario(base_url, _callers(base_url, credentials, passwords), extracts)
         try:
             verified = runtime.broker.verify_audit()
             audit_size, audit_ok = verified.size, True
@@ -118,7 +176,7 @@ def run_demo(console: Console, *, port: int, seed: int, people: int, keep_servin
             console.print("audit verified")
         if keep_serving:
             console.print(f"Still serving on {base_url}; press Ctrl-C to stop.")
-            _print_keys(console, {**api_keys, "social-care-ig-lead": ig_lead_key}, extracts)
+            _write_credentials(console, credentials, passwords, extracts)
             while thread.is_alive():
                 thread.join(0.5)
         return ok
@@ -130,10 +188,27 @@ def run_demo(console: Console, *, port: int, seed: int, people: int, keep_servin
         runtime.engine.dispose()
 
 
-def _print_keys(console: Console, api_keys: dict[str, str], extracts: Path) -> None:
-    # Keys go to a private file, not the console, whose output may end up in a log.
-    keys_file = DEMO_DIR / "api-keys.txt"
-    fd = os.open(keys_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def _private_file(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.writelines(f"{agency} {key}\n" for agency, key in api_keys.items())
-    console.print(f"Extracts are in {extracts}; this run's agency API keys are in {keys_file}.")
+        handle.write(text)
+
+
+def _write_credentials(
+    console: Console,
+    credentials: Mapping[str, ClientCredential],
+    passwords: Mapping[str, str],
+    extracts: Path,
+) -> None:
+    # Secrets go to private files, not the console, whose output may end up in a log.
+    folder = DEMO_DIR / "credentials"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    for agency, credential in credentials.items():
+        _private_file(folder / f"{agency}.json", json.dumps(credential.as_document(), indent=2))
+    _private_file(
+        folder / "accounts.txt", "".join(f"{name} {secret}\n" for name, secret in passwords.items())
+    )
+    console.print(
+        f"Extracts are in {extracts}; each agency's client credential (for "
+        f"'broker audit witness --credential-file') and the demo accounts are in {folder}."
+    )

@@ -15,6 +15,7 @@ from audit.events import LoggedEntry, StoredCheckpoint
 from audit.queries import AuditQuery
 from audit.tree import NodeStore
 from broker.idempotency import IdempotencyRepository
+from broker.identity_ports import IdentityRepository
 from broker.notify_ports import NotificationRepository
 
 
@@ -88,16 +89,6 @@ class RecordKeyCount:
     agency_id: str
     dataset_id: str
     records: int
-
-
-class CredentialRepository(Protocol):
-    def add(
-        self, agency_id: str, key_digest: str, created_at: str, role: str = "system"
-    ) -> None: ...
-
-    def agency_for(self, key_digest: str) -> tuple[str, str] | None: ...
-
-    def revoke_all(self, agency_id: str, at: str) -> int: ...
 
 
 class LinkageRepository(Protocol):
@@ -274,7 +265,7 @@ class UnitOfWork(Protocol):
     """One database transaction; commit explicitly, roll back on any exception."""
 
     @property
-    def credentials(self) -> CredentialRepository: ...
+    def identity(self) -> IdentityRepository: ...
 
     @property
     def linkage(self) -> LinkageRepository: ...

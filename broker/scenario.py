@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,11 +139,38 @@ def _people(extracts: Path) -> dict[str, _Person]:
     }
 
 
+#: Where a caller's headers come from: a token client renews its token as it expires.
+HeaderSource = Callable[[], Mapping[str, str]]
+
+
+@dataclass(frozen=True)
+class Callers:
+    """Who drives the scenario: each agency's system, two DPOs and social care's IG lead."""
+
+    systems: Mapping[str, HeaderSource]
+    #: The DPOs of school (who suspends) and social care (the lead party, who resumes).
+    dpos: Mapping[str, HeaderSource] = field(default_factory=dict)
+    ig_lead: HeaderSource | None = None
+
+
 class _Agency:
-    def __init__(self, client: httpx.Client, name: str, api_key: str) -> None:
+    def __init__(
+        self, client: httpx.Client, name: str, system: HeaderSource, dpo: HeaderSource | None
+    ) -> None:
         self.client = client
         self.name = name
-        self.headers = {"Authorization": f"Bearer {api_key}"}
+        self._system = system
+        self._dpo = dpo
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The agency system's headers (a fresh token when the last one expired)."""
+        return dict(self._system())
+
+    @property
+    def dpo_headers(self) -> dict[str, str]:
+        """The agency's DPO's headers; agreement changes are a DPO's job."""
+        return dict((self._dpo or self._system)())
 
     def post_batch(self, dataset: str, records: list[dict[str, str]]) -> httpx.Response:
         return self.client.post(
@@ -171,20 +198,18 @@ def _code(response: httpx.Response) -> str:
         return f"http_{response.status_code}"
 
 
-def run_scenario(
-    base_url: str,
-    api_keys: Mapping[str, str],
-    extracts: Path,
-    ig_lead_key: str | None = None,
-) -> ScenarioReport:
+def run_scenario(base_url: str, callers: Callers, extracts: Path) -> ScenarioReport:
     """Drive the whole scenario against a running broker and check every step.
 
-    With ``ig_lead_key`` (social care's IG lead) the scenario also finds, by a
-    child's identifiers, every release about them.
+    With an IG lead among the callers (social care's) the scenario also finds,
+    by a child's identifiers, every release about them.
     """
     report = ScenarioReport()
     with httpx.Client(base_url=base_url, timeout=60) as client:
-        agencies = {name: _Agency(client, name, key) for name, key in api_keys.items()}
+        agencies = {
+            name: _Agency(client, name, source, callers.dpos.get(name))
+            for name, source in callers.systems.items()
+        }
         _ingest(report, agencies, extracts)
         _rejected_batch(report, agencies["ed"])
         people = _people(extracts)
@@ -199,13 +224,13 @@ def run_scenario(
             report, agencies, {k: someone.rows["social-care"][k] for k in LOOKUP_IDENTIFIERS}
         )
         verify_receipt(report, client, agencies["social-care"])
-        if ig_lead_key is not None:
+        if callers.ig_lead is not None:
             briefed = next(iter(_briefing(people)), None)
             if briefed is not None:
                 ig_lead_finds_releases(
                     report,
                     client,
-                    ig_lead_key,
+                    callers.ig_lead(),
                     {k: briefed.rows["social-care"][k] for k in LOOKUP_IDENTIFIERS},
                 )
         for name, agency in agencies.items():

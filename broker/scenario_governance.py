@@ -39,7 +39,7 @@ def suspension_round_trip(
     suspended = school.client.post(
         f"/v1/agreements/{AGREEMENT}/suspend",
         json={"reason": "demonstration: a partner reports suspected misuse"},
-        headers=school.headers,
+        headers=school.dpo_headers,
     )
     report.check("a party suspends the agreement", suspended.status_code == 200, _code(suspended))
     refused = lead.lookup("safeguarding-triage", identifiers)
@@ -50,7 +50,7 @@ def suspension_round_trip(
         code,
     )
     report.denials[code] += 1
-    resumed = lead.client.post(f"/v1/agreements/{AGREEMENT}/resume", headers=lead.headers)
+    resumed = lead.client.post(f"/v1/agreements/{AGREEMENT}/resume", headers=lead.dpo_headers)
     report.check("the lead party resumes it", resumed.status_code == 200, _code(resumed))
     again = lead.lookup("safeguarding-triage", identifiers)
     report.check("lookups work again after resumption", again.status_code == 200, _code(again))
@@ -96,10 +96,12 @@ def verify_receipt(report: ScenarioReport, client: httpx.Client, agency: _Agency
 
 
 def ig_lead_finds_releases(
-    report: ScenarioReport, client: httpx.Client, ig_lead_key: str, identifiers: Mapping[str, str]
+    report: ScenarioReport,
+    client: httpx.Client,
+    headers: Mapping[str, str],
+    identifiers: Mapping[str, str],
 ) -> None:
     """Social care's IG lead asks, by the child's identifiers, who received what about them."""
-    headers = {"Authorization": f"Bearer {ig_lead_key}"}
     found = client.post(
         "/v1/audit/reports/subject", json={"identifiers": dict(identifiers)}, headers=headers
     )

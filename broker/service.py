@@ -8,23 +8,17 @@ transaction of its own, after the refused work was rolled back.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-
-from audit.events import AuditEvent, LoggedEntry
+from audit.events import LoggedEntry
 from audit.verify import Verified
 from broker.audit_search import AuditSearch
 from broker.auditing import AuditTrail
 from broker.clock import Clock
-from broker.errors import (
-    AuthenticationFailed,
-    Location,
-    NotFound,
-    Refused,
-    ValidationError,
-)
+from broker.errors import Location, ValidationError
+from broker.identity import IdentityConfig
+from broker.identity_admin import Identity
 from broker.interfaces import UnitOfWorkFactory
 from broker.keys import KeyProvider
+from broker.principal import Principal
 from broker.service_aggregate import AggregateResult, AggregateUseCases
 from broker.service_core import DEFAULT_LOG_ORIGIN, BrokerCore, Limits, LogSchedule
 from broker.service_ingest import IngestResult, IngestUseCases
@@ -33,8 +27,6 @@ from broker.service_lookup import Holding, LookupResult, LookupUseCases, Release
 from broker.service_notify import NotificationUseCases
 
 __all__ = [
-    "API_KEY_PREFIX",
-    "CREDENTIAL_ROLES",
     "DEFAULT_LOG_ORIGIN",
     "MAX_AUDIT_PAGE",
     "AggregateResult",
@@ -49,17 +41,9 @@ __all__ = [
     "NotificationUseCases",
     "RekeyResult",
     "ReleasedRecord",
-    "api_key_digest",
 ]
 
-API_KEY_PREFIX = "acc_"
-CREDENTIAL_ROLES = ("system", "ig_lead")
 MAX_AUDIT_PAGE = 1000
-
-
-def api_key_digest(api_key: str) -> str:
-    """The stored form of an API key (keys are 256-bit random, so a plain digest suffices)."""
-    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
 
 
 class Broker(IngestUseCases, LookupUseCases, KeyUseCases, NotificationUseCases, AggregateUseCases):
@@ -73,8 +57,17 @@ class Broker(IngestUseCases, LookupUseCases, KeyUseCases, NotificationUseCases, 
         clock: Clock,
         limits: Limits | None = None,
         log: LogSchedule | None = None,
+        identity: IdentityConfig | None = None,
     ) -> None:
         super().__init__(keys=keys, units=units, clock=clock, limits=limits, log=log)
+        self.identity = Identity(
+            units=units,
+            keystore=self._keystore,
+            clock=clock,
+            audit=self._audit,
+            is_party=lambda agency: any(a.party(agency) for a in self.registry),
+            config=identity,
+        )
         self.audit = AuditTrail(
             units=units, signer=self.log_signer, audit=self._audit, now=self._now
         )
@@ -85,69 +78,15 @@ class Broker(IngestUseCases, LookupUseCases, KeyUseCases, NotificationUseCases, 
             subjects_for=self.subjects_for_identifiers,
         )
 
-    # -- credentials ------------------------------------------------------
+    # -- identity -------------------------------------------------------------
 
-    def issue_api_key(self, agency_id: str, role: str = "system") -> str:
-        """Create an API key for an agency that is a party to a loaded agreement.
+    def authenticate(self, bearer: str, *, client_cert: str | None = None) -> Principal:
+        """The principal a bearer token proves (see ``broker.identity``).
 
-        ``role`` is ``system`` (the agency's systems) or ``ig_lead`` (its
-        information governance lead, who may only search and report on the audit).
+        ``client_cert`` is the client certificate's thumbprint as the TLS proxy
+        reported it; a certificate-bound token needs the same one.
         """
-        if role not in CREDENTIAL_ROLES:
-            raise ValidationError(
-                f"role must be one of {', '.join(CREDENTIAL_ROLES)}", code="role_unknown"
-            )
-        if not any(a.party(agency_id) for a in self.registry):
-            raise NotFound(f"agency '{agency_id}' is not a party to any loaded agreement")
-        api_key = API_KEY_PREFIX + secrets.token_urlsafe(32)
-        with self._units() as uow:
-            uow.credentials.add(agency_id, api_key_digest(api_key), self._now(), role)
-            self._audit(
-                uow,
-                AuditEvent(
-                    actor="operator",
-                    action="credential_issued",
-                    outcome="permitted",
-                    detail={"agency": agency_id, "role": role},
-                ),
-            )
-            uow.commit()
-        return api_key
-
-    def revoke_api_keys(self, agency_id: str) -> int:
-        """Revoke every API key of an agency at once; returns how many were live."""
-        with self._units() as uow:
-            revoked = uow.credentials.revoke_all(agency_id, self._now())
-            self._audit(
-                uow,
-                AuditEvent(
-                    actor="operator",
-                    action="credential_revoked",
-                    outcome="permitted",
-                    detail={"agency": agency_id, "revoked": revoked},
-                ),
-            )
-            uow.commit()
-        return revoked
-
-    def authenticate(self, api_key: str, *, role: str = "system") -> str:
-        """The agency an API key belongs to, if the key holds ``role``.
-
-        AuthenticationFailed for an unknown or revoked key; Refused (``role_not_allowed``)
-        for a key of another role, so an IG lead's key can never ingest or look up.
-        """
-        with self._units() as uow:
-            found = uow.credentials.agency_for(api_key_digest(api_key))
-        if found is None:
-            raise AuthenticationFailed("API key not recognised; ask the broker operator for one")
-        agency, held = found
-        if held != role:
-            raise Refused(
-                f"this key is an {held.replace('_', ' ')} key; this request needs a "
-                f"{role.replace('_', ' ')} key",
-                code="role_not_allowed",
-            )
-        return agency
+        return self.identity.authenticate(bearer, client_cert=client_cert)
 
     # -- audit --------------------------------------------------------------
 

@@ -110,8 +110,9 @@ def _read_text(path: Path, what: str) -> str:
 
 def witness(
     url: Annotated[str, typer.Option(help="The broker's base URL, e.g. https://broker.example")],
-    api_key_file: Annotated[
-        Path, typer.Option(help="File holding this agency's API key for the broker")
+    credential_file: Annotated[
+        Path,
+        typer.Option(help="This agency's client credential file (client id and private key)"),
     ],
     key: Annotated[Path, typer.Option(help="The witness's private key from 'witness-keygen'")],
     name: Annotated[str, typer.Option(help="The witness's name, as the operator registered it")],
@@ -130,10 +131,9 @@ def witness(
     import httpx
 
     from audit import witness as w
+    from broker.token_client import BearerAuth, TokenClient, load_credential
 
-    api_key = _read_text(api_key_file, "API key file")
-    if not api_key:
-        raise ValidationError(f"API key file {api_key_file} is empty", code="file_unreadable")
+    credential = load_credential(credential_file)
     try:
         pem = key.read_bytes()
     except OSError:
@@ -143,8 +143,8 @@ def witness(
     pinned_arg = None if log_key is None else w.public_key_text(w.parse_public_key(log_key))
 
     base = url.rstrip("/")
-    headers = {"Authorization": f"Bearer {api_key}"}
-    with httpx.Client(base_url=base, headers=headers, timeout=_TIMEOUT) as client:
+    auth = BearerAuth(TokenClient(credential, base))
+    with httpx.Client(base_url=base, auth=auth, timeout=_TIMEOUT) as client:
         remote = _Remote(client, base)
         origin, pinned = _pin(previous, pinned_arg, remote.get("/v1/audit/log-key"))
         note = _field(remote.get("/v1/audit/checkpoint"), "note", str)

@@ -13,6 +13,7 @@ from broker.cli.adapter import adapter_app
 from broker.cli.agreements import agreements_app
 from broker.cli.audit import register as register_audit_commands
 from broker.cli.audit_reports import register as register_audit_reports
+from broker.cli.identity import register as register_identity_commands
 from broker.cli.keys import keys_app
 from broker.errors import AccordError
 
@@ -23,7 +24,9 @@ app = typer.Typer(
     add_completion=False,
 )
 audit_app = typer.Typer(help="Read and verify the audit log.", no_args_is_help=True)
-agencies_app = typer.Typer(help="Agency credentials.", no_args_is_help=True)
+agencies_app = typer.Typer(
+    help="Agency systems: clients that authenticate with their own keys.", no_args_is_help=True
+)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 app.add_typer(agreements_app, name="agreements")
 app.add_typer(audit_app, name="audit")
@@ -31,6 +34,7 @@ app.add_typer(adapter_app, name="adapter")
 register_audit_commands(audit_app)
 register_audit_reports(audit_app)
 app.add_typer(agencies_app, name="agencies")
+register_identity_commands(agencies_app, app)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 
@@ -96,38 +100,6 @@ def audit_verify() -> None:
         f"audit verified: {verified.size} entries, root {verified.root_hash}, "
         f"{verified.checkpoints} signed checkpoint(s), {verified.cosignatures} cosignature(s)"
     )
-
-
-@agencies_app.command("key")
-def agencies_key(
-    agency: Annotated[str, typer.Argument(help="Agency id from an agreement")],
-    role: Annotated[
-        str, typer.Option(help="system (the agency's systems) or ig_lead (audit search only)")
-    ] = "system",
-) -> None:
-    """Issue a new API key for an agency; it is printed once and stored only as a digest."""
-    from broker.bootstrap import build_runtime
-    from broker.config import load_settings
-
-    runtime = build_runtime(load_settings())
-    try:
-        out.print(runtime.broker.issue_api_key(agency, role), markup=False)
-    finally:
-        runtime.engine.dispose()
-
-
-@agencies_app.command("revoke")
-def agencies_revoke(agency: Annotated[str, typer.Argument(help="Agency id")]) -> None:
-    """Revoke every API key of an agency at once (for example when a key may have leaked)."""
-    from broker.bootstrap import build_runtime
-    from broker.config import load_settings
-
-    runtime = build_runtime(load_settings())
-    try:
-        count = runtime.broker.revoke_api_keys(agency)
-    finally:
-        runtime.engine.dispose()
-    out.print(f"revoked {count} key(s) of agency '{agency}'", markup=False)
 
 
 @db_app.command("upgrade")

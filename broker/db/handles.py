@@ -14,7 +14,6 @@ def _table(model: Any) -> Table:
     return table
 
 
-CREDENTIAL = _table(tables.AgencyCredential)
 SUBJECT = _table(tables.Subject)
 BATCH = _table(tables.Batch)
 RECORD = _table(tables.StoredRecord)

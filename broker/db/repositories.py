@@ -23,7 +23,6 @@ from broker.db.handles import (
     BATCH,
     CHECKPOINT,
     COSIGNATURE,
-    CREDENTIAL,
     GENERATION,
     KEY_CHECK,
     NODE,
@@ -43,7 +42,6 @@ __all__ = [
     "BATCH",
     "CHECKPOINT",
     "COSIGNATURE",
-    "CREDENTIAL",
     "GENERATION",
     "KEY_CHECK",
     "NODE",
@@ -53,7 +51,6 @@ __all__ = [
     "WITNESS_KEY",
     "SqlAgreements",
     "SqlAudit",
-    "SqlCredentials",
     "SqlKeys",
     "SqlLinkage",
     "SqlMeta",
@@ -61,34 +58,6 @@ __all__ = [
     "SqlRecords",
     "entry_from_row",
 ]
-
-
-class SqlCredentials:
-    def __init__(self, connection: Connection) -> None:
-        self._c = connection
-
-    def add(self, agency_id: str, key_digest: str, created_at: str, role: str = "system") -> None:
-        self._c.execute(
-            insert(CREDENTIAL).values(
-                agency_id=agency_id, key_digest=key_digest, created_at=created_at, role=role
-            )
-        )
-
-    def revoke_all(self, agency_id: str, at: str) -> int:
-        result = self._c.execute(
-            update(CREDENTIAL)
-            .where(CREDENTIAL.c.agency_id == agency_id, CREDENTIAL.c.revoked_at.is_(None))
-            .values(revoked_at=at)
-        )
-        return int(result.rowcount)
-
-    def agency_for(self, key_digest: str) -> tuple[str, str] | None:
-        row = self._c.execute(
-            select(CREDENTIAL.c.agency_id, CREDENTIAL.c.role).where(
-                CREDENTIAL.c.key_digest == key_digest, CREDENTIAL.c.revoked_at.is_(None)
-            )
-        ).first()
-        return None if row is None else (str(row[0]), str(row[1]))
 
 
 class SqlLinkage:

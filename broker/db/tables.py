@@ -18,22 +18,6 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 
-class AgencyCredential(SQLModel, table=True):
-    """An API key for an agency system, stored only as its SHA-256 digest."""
-
-    __tablename__ = "agency_credential"
-
-    id: int | None = Field(default=None, primary_key=True)
-    agency_id: str = Field(max_length=64, index=True)
-    key_digest: str = Field(max_length=64, unique=True)
-    # "system": an agency's system (ingest, lookup, its own audit entries, agreement
-    # changes); "ig_lead": that agency's information governance lead (audit search
-    # and reports under the agency's agreements, nothing else).
-    role: str = Field(default="system", max_length=16)
-    created_at: str = Field(max_length=40)
-    revoked_at: str | None = Field(default=None, max_length=40)
-
-
 class Subject(SQLModel, table=True):
     """A linked person under one agreement; its id is random and means nothing outside."""
 
@@ -399,3 +383,60 @@ class IngestIdempotency(SQLModel, table=True):
     response: str = Field(sa_column=Column(Text, nullable=False))
     batch_id: str | None = Field(default=None, max_length=40)
     created_at: str = Field(max_length=40)
+
+
+class AgencyClient(SQLModel, table=True):
+    """An agency system registered to authenticate with its own key (private_key_jwt).
+
+    ``cert_thumbprint`` (hex SHA-256 of a TLS client certificate), when set, binds
+    the client's tokens to that certificate. A disabled client is refused even
+    with a token issued before it was disabled.
+    """
+
+    __tablename__ = "agency_client"
+
+    client_id: str = Field(primary_key=True, max_length=80)
+    agency_id: str = Field(max_length=64, index=True)
+    role: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    cert_thumbprint: str | None = Field(default=None, max_length=64)
+    created_at: str = Field(max_length=40)
+    disabled_at: str | None = Field(default=None, max_length=40)
+
+
+class ClientKey(SQLModel, table=True):
+    """One public key of a client; ``not_after`` ends a replaced key after its grace period."""
+
+    __tablename__ = "client_key"
+
+    client_id: str = Field(foreign_key="agency_client.client_id", primary_key=True, max_length=80)
+    key_id: str = Field(primary_key=True, max_length=40)
+    alg: str = Field(max_length=16)
+    public_key_pem: str = Field(sa_column=Column(Text, nullable=False))
+    not_after: str | None = Field(default=None, max_length=40)
+    created_at: str = Field(max_length=40)
+
+
+class UsedAssertion(SQLModel, table=True):
+    """A client assertion's jti, kept until the assertion expires so it is never accepted twice."""
+
+    __tablename__ = "used_assertion"
+    __table_args__ = (Index("ix_used_assertion_expires", "expires_at"),)
+
+    client_id: str = Field(primary_key=True, max_length=80)
+    jti: str = Field(primary_key=True, max_length=200)
+    expires_at: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class PersonAccount(SQLModel, table=True):
+    """A person's account (dpo, ig_lead, admin); the password only as an scrypt hash."""
+
+    __tablename__ = "person_account"
+
+    username: str = Field(primary_key=True, max_length=64)
+    role: str = Field(max_length=16)
+    agency_id: str | None = Field(default=None, max_length=64)
+    password_hash: str = Field(max_length=255)
+    status: str = Field(max_length=16)
+    created_at: str = Field(max_length=40)
+    disabled_at: str | None = Field(default=None, max_length=40)

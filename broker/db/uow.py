@@ -11,12 +11,12 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from broker.db.aggregate_repository import SqlDatasetRecords
 from broker.db.audit_queries import SqlAuditQueries
 from broker.db.idempotency_repository import SqlIdempotency
+from broker.db.identity_repository import SqlIdentity
 from broker.db.job_repository import SqlJobs, SqlRetention
 from broker.db.notify_repository import SqlNotifications
 from broker.db.repositories import (
     SqlAgreements,
     SqlAudit,
-    SqlCredentials,
     SqlKeys,
     SqlLinkage,
     SqlMeta,
@@ -28,7 +28,8 @@ from broker.errors import Conflict, StorageError
 class SqlUnitOfWork:
     """Opens a transaction on enter; rolls back on exit unless ``commit`` was called."""
 
-    credentials: SqlCredentials
+    # Agency clients, their keys, used assertions and people's accounts (issue 8).
+    identity: SqlIdentity
     linkage: SqlLinkage
     records: SqlRecords
     audit: SqlAudit
@@ -57,7 +58,7 @@ class SqlUnitOfWork:
             if self._connection is not None:
                 self._connection.close()
             raise StorageError("the database could not be reached; try again shortly") from exc
-        self.credentials = SqlCredentials(self._connection)
+        self.identity = SqlIdentity(self._connection)
         self.linkage = SqlLinkage(self._connection)
         self.records = SqlRecords(self._connection)
         self.audit = SqlAudit(self._connection)

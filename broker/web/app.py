@@ -23,6 +23,7 @@ from broker.web.routes import (
     agreements,
     audit,
     audit_search,
+    auth,
     health,
     ingest,
     lookup,
@@ -76,6 +77,7 @@ def create_app(
     # Each worker keeps its own buckets and enforces its share of every limit.
     runtime.broker.configure_rate_limits(workers=runtime.settings.workers)
     install_error_handlers(app)
+    auth.install_auth_errors(app)
     # The last added runs first: the observer must see (and label) the guard's refusals.
     settings = runtime.settings
     app.add_middleware(
@@ -89,4 +91,5 @@ def create_app(
         app.include_router(module.router)
     app.include_router(notifications.router)
     app.include_router(aggregates.router)
+    app.include_router(auth.router)
     return app

@@ -1,4 +1,4 @@
-"""Typed dependencies: routes get the service and the calling agency from here."""
+"""Typed dependencies: routes get the service, the calling principal and its agency from here."""
 
 from __future__ import annotations
 
@@ -7,11 +7,18 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from broker.errors import AuthenticationFailed
+from broker.errors import AuthenticationFailed, Refused
+from broker.principal import Principal, Role
 from broker.service import Broker
 from broker.startup import SchemaWatch
 
-_bearer = HTTPBearer(auto_error=False, description="An agency API key issued by the operator")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description=(
+        "An access token: agency systems get one from POST /oauth/token (client "
+        "credentials with a signed assertion), people from POST /v1/sessions"
+    ),
+)
 
 
 def get_broker(request: Request) -> Broker:
@@ -32,27 +39,61 @@ def get_request_id(request: Request) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def current_agency(
-    broker: Annotated[Broker, Depends(get_broker)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    """The agency the caller proved it is, from ``Authorization: Bearer <api key>``."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise AuthenticationFailed("send an agency API key as 'Authorization: Bearer <key>'")
-    return broker.authenticate(credentials.credentials)
+def client_certificate(request: Request, broker: Broker) -> str | None:
+    """The client certificate thumbprint a TLS-terminating proxy set, when one is configured."""
+    header = broker.identity.config.cert_header
+    return request.headers.get(header) if header else None
 
 
-def current_ig_lead(
+def current_principal(
+    request: Request,
     broker: Annotated[Broker, Depends(get_broker)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    """The agency whose IG lead is calling, from an ``ig_lead`` API key."""
+) -> Principal:
+    """Who is calling, from ``Authorization: Bearer <access token>``; 401 ``unauthenticated``.
+
+    The token's client or account is checked on every request, so a disabled
+    one is refused even while its token has not expired.
+    """
     if credentials is None or credentials.scheme.lower() != "bearer":
-        raise AuthenticationFailed("send an IG lead API key as 'Authorization: Bearer <key>'")
-    return broker.authenticate(credentials.credentials, role="ig_lead")
+        raise AuthenticationFailed(
+            "send an access token as 'Authorization: Bearer <token>'; agency systems get one "
+            "from POST /oauth/token, people from POST /v1/sessions"
+        )
+    return broker.authenticate(
+        credentials.credentials, client_cert=client_certificate(request, broker)
+    )
+
+
+def current_agency(principal: Annotated[Principal, Depends(current_principal)]) -> str:
+    """The agency of an agency system (or, for agreement changes, of its DPO).
+
+    Transitional: the permission matrix (``broker.permissions``) decides per
+    route which roles may call; until every route uses it, this admits the two
+    roles that act for an agency through these routes.
+    """
+    if principal.role in (Role.SYSTEM, Role.DPO) and principal.agency is not None:
+        return principal.agency
+    raise Refused(
+        f"a {principal.role.value.replace('_', ' ')} may not make this request; "
+        "it needs an agency system's token",
+        code="role_not_allowed",
+    )
+
+
+def current_ig_lead(principal: Annotated[Principal, Depends(current_principal)]) -> str:
+    """The agency whose IG lead is calling; others are refused (``role_not_allowed``)."""
+    if principal.role is Role.IG_LEAD and principal.agency is not None:
+        return principal.agency
+    raise Refused(
+        f"a {principal.role.value.replace('_', ' ')} may not make this request; "
+        "it needs an IG lead's token",
+        code="role_not_allowed",
+    )
 
 
 BrokerDep = Annotated[Broker, Depends(get_broker)]
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
 AgencyDep = Annotated[str, Depends(current_agency)]
 IgLeadDep = Annotated[str, Depends(current_ig_lead)]
 SchemaDep = Annotated[SchemaWatch, Depends(get_schema)]

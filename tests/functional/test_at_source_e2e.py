@@ -14,6 +14,7 @@ from adapters.csv import iter_batches, read_extract
 from adapters.tokenise import batch_body, read_tokenised
 from agreements.models import Dataset
 from broker.keys import load_linkage_key_file
+from tests.auth_helpers import server_agency_headers
 from tests.functional.conftest import BROKER, Server, run_broker
 from tests.helpers import AGREEMENT, EXAMPLE_FILE, example_agreement, idempotent
 
@@ -37,9 +38,7 @@ def _adapter(*args: str, server: Server, cwd: Path) -> subprocess.CompletedProce
 
 
 def _api_key(server: Server, agency: str, cwd: Path) -> dict[str, str]:
-    issued = run_broker("agencies", "key", agency, env=server.env, cwd=cwd)
-    assert issued.returncode == 0, issued.stderr
-    return {"Authorization": f"Bearer {issued.stdout.strip()}"}
+    return server_agency_headers(server.base_url, server.env, cwd, agency)
 
 
 def _post(

@@ -1,4 +1,4 @@
-"""End to end: a real server process, agency keys from the CLI, the demo scenario over HTTP."""
+"""End to end: a real server process, agency clients from the CLI, the demo scenario over HTTP."""
 
 from __future__ import annotations
 
@@ -9,31 +9,42 @@ import httpx
 import psycopg
 
 from adapters.csv import read_extract
-from broker.scenario import DATASETS, PERMITTED, run_scenario
+from broker.scenario import DATASETS, PERMITTED, Callers, HeaderSource, run_scenario
+from broker.token_client import TokenClient, load_credential
+from tests.auth_helpers import bearer_token, server_agency_credential, server_person_headers
 from tests.functional.conftest import Server, run_broker
 from tests.helpers import AGREEMENT, idempotent, school_record
 
 
-def _keys(server: Server, cwd: Path) -> dict[str, str]:
-    keys = {}
-    for agency in DATASETS:
-        issued = run_broker("agencies", "key", agency, env=server.env, cwd=cwd)
-        assert issued.returncode == 0, issued.stderr
-        keys[agency] = issued.stdout.strip()
-    return keys
+def _fixed(headers: dict[str, str]) -> HeaderSource:
+    return lambda: headers
+
+
+def _clients(server: Server, cwd: Path) -> dict[str, TokenClient]:
+    """A client per agency registered with ``broker agencies add``, fetching its own tokens."""
+    return {
+        agency: TokenClient(
+            load_credential(server_agency_credential(server.env, cwd, agency)), server.base_url
+        )
+        for agency in DATASETS
+    }
 
 
 def test_demo_scenario_over_real_http(server: Server, tmp_path: Path) -> None:
     extracts = tmp_path / "extracts"
     made = run_broker("synth", "--out", str(extracts), "--seed", "1", env=server.env, cwd=tmp_path)
     assert made.returncode == 0, made.stderr
-    keys = _keys(server, tmp_path)
-
-    ig_lead = run_broker(
-        "agencies", "key", "social-care", "--role", "ig_lead", env=server.env, cwd=tmp_path
+    clients = _clients(server, tmp_path)
+    people = {
+        (role, agency): server_person_headers(server.base_url, server.env, tmp_path, role, agency)
+        for role, agency in (("dpo", "school"), ("dpo", "social-care"), ("ig_lead", "social-care"))
+    }
+    callers = Callers(
+        systems={agency: client.headers for agency, client in clients.items()},
+        dpos={agency: _fixed(people[("dpo", agency)]) for agency in ("school", "social-care")},
+        ig_lead=_fixed(people[("ig_lead", "social-care")]),
     )
-    assert ig_lead.returncode == 0, ig_lead.stderr
-    report = run_scenario(server.base_url, keys, extracts, ig_lead.stdout.strip())
+    report = run_scenario(server.base_url, callers, extracts)
 
     failed = [f"{c.name}: {c.note}" for c in report.checks if not c.ok]
     assert failed == []
@@ -84,7 +95,9 @@ def test_demo_scenario_over_real_http(server: Server, tmp_path: Path) -> None:
             value = row.get(name, "").strip().lower()
             if len(value) >= 3:  # a held value long enough not to occur by chance
                 assert value not in log
-    assert all(key.lower() not in log for key in keys.values())
+    tokens = [client.token() for client in clients.values()]
+    tokens += [bearer_token(headers) for headers in people.values()]
+    assert all(token.lower() not in log for token in tokens)
     assert report.received["social-care"][0]["pseudonym"].lower() not in log
 
 
@@ -94,8 +107,7 @@ def test_openapi_is_served(server: Server) -> None:
 
 
 def test_audit_verify_names_the_first_changed_entry(server: Server, tmp_path: Path) -> None:
-    keys = _keys(server, tmp_path)
-    headers = {"Authorization": f"Bearer {keys['school']}"}
+    headers = _clients(server, tmp_path)["school"].headers()
     for index in range(3):
         response = httpx.post(
             f"{server.base_url}/v1/agreements/{AGREEMENT}/datasets/school-attendance/batches",

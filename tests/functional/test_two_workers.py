@@ -25,6 +25,8 @@ from broker.db.handles import AUDIT_HEAD, CHECKPOINT
 from broker.job_ports import JobRunRow
 from broker.jobs import CHECKPOINT as CHECKPOINT_JOB
 from broker.jobs import RETENTION
+from broker.token_client import TokenClient, load_credential
+from tests.auth_helpers import server_agency_credential
 from tests.conftest import _fresh_postgres, require_postgres
 from tests.functional.conftest import broker_env, free_port, run_broker
 from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, idempotent, school_record
@@ -97,13 +99,17 @@ def _stop(processes: list[subprocess.Popen[str]]) -> list[int | None]:
     return codes
 
 
-def _keys(env: dict[str, str], cwd: Path, *agencies: str) -> dict[str, dict[str, str]]:
-    keys = {}
-    for agency in agencies:
-        issued = run_broker("agencies", "key", agency, env=env, cwd=cwd)
-        assert issued.returncode == 0, issued.stderr
-        keys[agency] = {"Authorization": f"Bearer {issued.stdout.strip()}"}
-    return keys
+def _credentials(env: dict[str, str], cwd: Path, *agencies: str) -> dict[str, Path]:
+    """Each agency's client, registered with ``broker agencies add`` before the workers start."""
+    return {agency: server_agency_credential(env, cwd, agency) for agency in agencies}
+
+
+def _keys(credentials: dict[str, Path], base_url: str) -> dict[str, dict[str, str]]:
+    """Headers with a token from one worker; the other accepts it too (one signing key)."""
+    return {
+        agency: TokenClient(load_credential(path), base_url).headers()
+        for agency, path in credentials.items()
+    }
 
 
 def _traffic(base_urls: list[str], keys: dict[str, dict[str, str]], rounds: int) -> int:
@@ -164,10 +170,11 @@ def test_two_workers_run_each_scheduled_job_exactly_once(postgres_url: str, tmp_
     # The migration runs once before the workers start, as the migration Job does.
     upgraded = run_broker("db", "upgrade", env=env, cwd=tmp_path)
     assert upgraded.returncode == 0, upgraded.stderr
-    keys = _keys(env, tmp_path, "school", "ed", "social-care")
+    credentials = _credentials(env, tmp_path, "school", "ed", "social-care")
 
     servers = [_serve(env, tmp_path, "worker-a"), _serve(env, tmp_path, "worker-b")]
     _wait_ready(servers, tmp_path)
+    keys = _keys(credentials, servers[0][1])
     started = time.monotonic()
     try:
         assert _traffic([url for _, url in servers], keys, rounds=8) == 24
@@ -199,9 +206,10 @@ def test_two_workers_run_each_scheduled_job_exactly_once(postgres_url: str, tmp_
 @pytest.mark.e2e
 def test_one_sqlite_process_runs_the_same_jobs(tmp_path: Path) -> None:
     env = _job_env(f"sqlite:///{tmp_path / 'accord.db'}", tmp_path)
-    keys = _keys(env, tmp_path, "school", "ed", "social-care")
+    credentials = _credentials(env, tmp_path, "school", "ed", "social-care")
     servers = [_serve(env, tmp_path, "worker")]
     _wait_ready(servers, tmp_path)
+    keys = _keys(credentials, servers[0][1])
     started = time.monotonic()
     try:
         assert _traffic([servers[0][1]], keys, rounds=4) == 12

@@ -23,6 +23,9 @@ from audit import checkpoint as notes
 from audit.merkle import root_from_leaf_hashes, verify_consistency, verify_inclusion
 from audit.witness import parse_public_key
 from broker.cli.main import audit_app
+from broker.client_auth import generate_client_key
+from broker.token_client import ClientCredential, TokenClient, load_credential
+from tests.auth_helpers import bearer_token, server_agency_credential, server_agency_headers
 from tests.functional.conftest import BROKER, Server, free_port, run_broker
 from tests.helpers import AGREEMENT, idempotent, school_record
 
@@ -154,10 +157,9 @@ def test_witness_cosigns_growth_and_refuses_a_rewritten_log(
     server: Server, tmp_path: Path, restart: list[subprocess.Popen[str]]
 ) -> None:
     env = server.env
-    police = _ok(run_broker("agencies", "key", "police", env=env, cwd=tmp_path)).strip()
-    school = _ok(run_broker("agencies", "key", "school", env=env, cwd=tmp_path)).strip()
-    api_key_file = tmp_path / "police.key"
-    api_key_file.write_text(police + "\n")
+    credential_file = server_agency_credential(env, tmp_path, "police")
+    police = TokenClient(load_credential(credential_file), server.base_url)
+    school = bearer_token(server_agency_headers(server.base_url, env, tmp_path, "school"))
     key_file = tmp_path / "w.pem"
     made = _ok(cli("audit", "witness-keygen", "--out", str(key_file), env=env, cwd=tmp_path))
     public = made.strip().splitlines()[-1].rsplit(" ", 1)[-1]
@@ -172,8 +174,8 @@ def test_witness_cosigns_growth_and_refuses_a_rewritten_log(
     def witness(
         base_url: str, *extra: str, state_file: Path = state
     ) -> subprocess.CompletedProcess[str]:
-        args = ["--url", base_url, "--api-key-file", str(api_key_file), "--key", str(key_file)]
-        args += ["--name", WITNESS, "--state", str(state_file), *extra]
+        args = ["--url", base_url, "--credential-file", str(credential_file)]
+        args += ["--key", str(key_file), "--name", WITNESS, "--state", str(state_file), *extra]
         return cli("audit", "witness", *args, env=env, cwd=tmp_path)
 
     _post_batches(server.base_url, school, "a", 3)
@@ -189,9 +191,7 @@ def test_witness_cosigns_growth_and_refuses_a_rewritten_log(
     assert _ok(witness(server.base_url)).startswith(f"cosigned checkpoint of {second_size} ")
     assert "already cosigned" in _ok(witness(server.base_url))  # nothing new signed since
 
-    latest = httpx.get(
-        f"{server.base_url}/v1/audit/checkpoint", headers={"Authorization": f"Bearer {police}"}
-    ).json()
+    latest = httpx.get(f"{server.base_url}/v1/audit/checkpoint", headers=police.headers()).json()
     assert latest["size"] == second_size
     assert latest["witnesses"] == [WITNESS]
     verified = _ok(run_broker("audit", "verify", env=env, cwd=tmp_path))
@@ -222,16 +222,14 @@ def test_witness_cosigns_growth_and_refuses_a_rewritten_log(
         f"of the log this witness saw at size {second_size}: it has been rewritten"
     )
     assert state.read_text() == before
-    latest = httpx.get(
-        f"{base_url}/v1/audit/checkpoint", headers={"Authorization": f"Bearer {police}"}
-    ).json()
+    latest = httpx.get(f"{base_url}/v1/audit/checkpoint", headers=police.headers()).json()
     assert latest["size"] == forked_size
     assert latest["witnesses"] == []
 
 
 def test_prove_and_consistency_print_proofs_that_verify(server: Server, tmp_path: Path) -> None:
     env = server.env
-    school = _ok(run_broker("agencies", "key", "school", env=env, cwd=tmp_path)).strip()
+    school = bearer_token(server_agency_headers(server.base_url, env, tmp_path, "school"))
     _post_batches(server.base_url, school, "a", 2)
     old_size = int(_ok(cli("audit", "checkpoint", env=env, cwd=tmp_path)).split()[2])
     _post_batches(server.base_url, school, "b", 3)
@@ -291,11 +289,14 @@ def test_witness_failures_are_one_line(server: Server, tmp_path: Path) -> None:
     env = server.env
     key_file = tmp_path / "w.pem"
     _ok(cli("audit", "witness-keygen", "--out", str(key_file), env=env, cwd=tmp_path))
-    api_key_file = tmp_path / "api.key"
-    api_key_file.write_text("not-a-real-key\n")
+    # A well-formed credential of a client the broker never registered.
+    private_pem, _ = generate_client_key()
+    unknown = ClientCredential("police-000000000000", "0" * 16, "EdDSA", private_pem)
+    api_key_file = tmp_path / "unknown.json"
+    api_key_file.write_text(json.dumps(unknown.as_document()))
 
     def witness(url: str, key: Path = key_file, api: Path = api_key_file) -> str:
-        args = ["--url", url, "--api-key-file", str(api), "--key", str(key), "--name", WITNESS]
+        args = ["--url", url, "--credential-file", str(api), "--key", str(key), "--name", WITNESS]
         args += ["--state", str(tmp_path / "s.json")]
         return _one_line_error(cli("audit", "witness", *args, env=env, cwd=tmp_path))
 
@@ -304,6 +305,6 @@ def test_witness_failures_are_one_line(server: Server, tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("garbage")
     assert "not a readable Ed25519 PEM private key" in witness(server.base_url, key=garbage)
-    assert "answered 401" in witness(server.base_url)
+    assert "refused a token (HTTP 401)" in witness(server.base_url)
     assert "could not reach the broker" in witness(f"http://127.0.0.1:{free_port()}")
     assert not (tmp_path / "s.json").exists()

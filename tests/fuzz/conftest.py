@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from broker.bootstrap import Runtime
 from broker.web.app import create_app
+from tests.auth_helpers import agency_headers
 
 # What a refused request must leave untouched.
 STORED_TABLES = ("batch", "record", "subject", "match_token", "notification_subscription")
@@ -48,7 +49,7 @@ class Caller:
 def caller(runtime: Runtime) -> Iterator[Caller]:
     """The app in process on the test database, with a key per agency."""
     keys = {
-        agency: {"Authorization": f"Bearer {runtime.broker.issue_api_key(agency)}"}
+        agency: agency_headers(runtime.broker, agency)
         for agency in ("school", "police", "social-care", "ed")
     }
     with TestClient(create_app(runtime), raise_server_exceptions=False) as client:

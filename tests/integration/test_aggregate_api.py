@@ -18,6 +18,7 @@ from broker.clock import FixedClock
 from broker.config import Settings
 from broker.release import AGE_BANDS
 from broker.web.app import create_app
+from tests.auth_helpers import agency_headers
 from tests.dashboard import (
     DASHBOARD,
     ED,
@@ -67,10 +68,7 @@ def client(runtime_with_records: Runtime) -> Iterator[TestClient]:
 @pytest.fixture
 def keys(runtime_with_records: Runtime) -> dict[str, dict[str, str]]:
     broker = runtime_with_records.broker
-    return {
-        agency: {"Authorization": f"Bearer {broker.issue_api_key(agency)}"}
-        for agency in ("vru", "police", "social-care")
-    }
+    return {agency: agency_headers(broker, agency) for agency in ("vru", "police", "social-care")}
 
 
 def _error(response: Any, status: int, code: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from agreements.loader import parse_agreement
 from agreements.models import Agreement, Release, ReleasedField
 from broker.bootstrap import Runtime
 from broker.web.app import create_app
+from tests.auth_helpers import person_headers
 from tests.helpers import (
     AGREEMENT,
     IDENTIFIERS,
@@ -42,10 +43,7 @@ def client(runtime: Runtime) -> Iterator[TestClient]:
 
 @pytest.fixture
 def headers(runtime: Runtime) -> dict[str, dict[str, str]]:
-    return {
-        agency: {"Authorization": f"Bearer {runtime.broker.issue_api_key(agency)}"}
-        for agency in PARTIES
-    }
+    return {agency: person_headers(runtime.broker, "dpo", agency) for agency in PARTIES}
 
 
 @pytest.fixture

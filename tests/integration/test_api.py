@@ -13,6 +13,7 @@ from broker.bootstrap import Runtime, build_runtime
 from broker.clock import FixedClock
 from broker.config import Settings
 from broker.web.app import create_app
+from tests.auth_helpers import agency_headers, person_headers
 from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, idempotent, school_record
 
 BATCHES = f"/v1/agreements/{AGREEMENT}/datasets/school-attendance/batches"
@@ -36,7 +37,7 @@ def client(small_runtime: Runtime) -> Iterator[TestClient]:
 @pytest.fixture
 def keys(small_runtime: Runtime) -> dict[str, dict[str, str]]:
     return {
-        agency: {"Authorization": f"Bearer {small_runtime.broker.issue_api_key(agency)}"}
+        agency: agency_headers(small_runtime.broker, agency)
         for agency in ("school", "police", "social-care", "ed")
     }
 
@@ -282,7 +283,7 @@ def test_agency_audit_reads_hide_the_internal_subject_id(
 def test_an_ig_lead_key_cannot_ingest_or_look_up(
     client: TestClient, small_runtime: Runtime
 ) -> None:
-    ig_lead = {"Authorization": f"Bearer {small_runtime.broker.issue_api_key('police', 'ig_lead')}"}
+    ig_lead = person_headers(small_runtime.broker, "ig_lead", "police")
     batch = client.post(
         BATCHES, json={"records": [school_record("SCH-1")]}, headers=idempotent(ig_lead)
     )
@@ -294,5 +295,5 @@ def test_an_ig_lead_key_cannot_ingest_or_look_up(
     )
     _error(found, 403, "role_not_allowed")
     issued = small_runtime.broker.audit_page(actor=None, after=0, limit=1000)
-    roles = [e.event.detail.get("role") for e in issued if e.event.action == "credential_issued"]
+    roles = [e.event.detail.get("role") for e in issued if e.event.action == "account_created"]
     assert roles == ["ig_lead"]

@@ -21,6 +21,7 @@ from broker.errors import BatchRejected, Conflict
 from broker.ingest import AtSource
 from broker.keys import LinkageKey, load_linkage_key_file
 from broker.web.app import create_app
+from tests.auth_helpers import agency_headers
 from tests.conftest import EXAMPLES
 from tests.helpers import (
     AGREEMENT,
@@ -270,7 +271,7 @@ def client(runtime: Runtime) -> Iterator[TestClient]:
 
 
 def test_tokenised_batch_over_http(runtime: Runtime, client: TestClient, tmp_path: Path) -> None:
-    headers = {"Authorization": f"Bearer {runtime.broker.issue_api_key('ed')}"}
+    headers = agency_headers(runtime.broker, "ed")
     records, _ = _at_source(runtime, tmp_path, [ed_record("ED-1")])
     body = batch_body(records, _linkage(runtime, tmp_path))
 

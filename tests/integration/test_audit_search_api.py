@@ -16,6 +16,7 @@ from broker.bootstrap import Runtime, build_runtime
 from broker.clock import FixedClock
 from broker.config import Settings
 from broker.web.app import create_app
+from tests.auth_helpers import agency_headers, person_headers
 from tests.conftest import EXAMPLES
 from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, idempotent, school_record
 
@@ -40,15 +41,11 @@ def client(lead_runtime: Runtime) -> Iterator[TestClient]:
         yield test_client
 
 
-def _bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
 @pytest.fixture
 def world(client: TestClient, lead_runtime: Runtime) -> dict[str, dict[str, str]]:
     """Amira's records from school and ED, looked up by social care and police; and Zara's."""
     broker = lead_runtime.broker
-    keys = {a: _bearer(broker.issue_api_key(a)) for a in ("school", "police", "social-care", "ed")}
+    keys = {a: agency_headers(broker, a) for a in ("school", "police", "social-care", "ed")}
     batches = f"/v1/agreements/{AGREEMENT}/datasets"
     school = [school_record("SCH-1"), school_record("SCH-2", given="Zara", family="Hughes")]
     for dataset, records, agency in (
@@ -79,8 +76,8 @@ def world(client: TestClient, lead_runtime: Runtime) -> dict[str, dict[str, str]
         headers=keys["police"],
     )
     assert refused.status_code == 403
-    keys["lead"] = _bearer(broker.issue_api_key("social-care", "ig_lead"))
-    keys["outsider"] = _bearer(broker.issue_api_key("education-welfare", "ig_lead"))
+    keys["lead"] = person_headers(broker, "ig_lead", "social-care")
+    keys["outsider"] = person_headers(broker, "ig_lead", "education-welfare")
     return keys
 
 

@@ -26,6 +26,7 @@ from broker.keystore import DATA, KeySlot, wrapping_context
 from broker.sealing import SealBroken, associated_data, unseal
 from broker.service import LookupResult
 from broker.web.app import create_app
+from tests.auth_helpers import agency_headers
 from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, example_agreement, school_record
 
 ED = "ed-attendances"
@@ -422,7 +423,7 @@ def _count(runtime: Runtime, table: Any) -> int:
 def test_rekey_over_http_is_all_or_nothing_with_json_errors(linked: Runtime) -> None:
     rekey = f"/v1/agreements/{AGREEMENT}/datasets/{SCHOOL}/rekey"
     with TestClient(create_app(linked)) as client:
-        school = {"Authorization": f"Bearer {linked.broker.issue_api_key('school')}"}
+        school = agency_headers(linked.broker, "school")
         early = client.post(rekey, json={"records": [school_record("SCH-1")]}, headers=school)
         assert early.status_code == 409
         assert early.json()["error"]["code"] == "no_rotation"

@@ -23,6 +23,7 @@ from broker.db.uow import SqlUnitOfWorkFactory
 from broker.notify import RetrySchedule, secret_from_text, verify
 from broker.startup import JobOptions, job_runner_for
 from broker.web.app import create_app
+from tests.auth_helpers import agency_headers
 from tests.helpers import idempotent
 from tests.notify_helpers import (
     ADULT,
@@ -63,7 +64,7 @@ def live_runtime(settings: Settings, running_clock: RunningClock) -> Iterator[Ru
 
 def _keys(runtime: Runtime) -> dict[str, dict[str, str]]:
     return {
-        agency: {"Authorization": f"Bearer {runtime.broker.issue_api_key(agency)}"}
+        agency: agency_headers(runtime.broker, agency)
         for agency in ("ed", "social-care", "police", "school")
     }
 

@@ -24,6 +24,8 @@ from broker.errors import (
     StorageError,
 )
 from broker.keys import create_key_file
+from broker.principal import Principal, Role
+from tests.auth_helpers import client_token, register_agency_client
 from tests.conftest import EXAMPLES
 from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, school_record
 
@@ -314,12 +316,14 @@ def test_tokens_under_two_agreements_cannot_be_joined(
         built.engine.dispose()
 
 
-def test_revoked_keys_no_longer_authenticate(runtime: Runtime) -> None:
-    key = runtime.broker.issue_api_key("police")
-    assert runtime.broker.authenticate(key) == "police"
-    assert runtime.broker.revoke_api_keys("police") == 1
+def test_a_disabled_client_no_longer_authenticates(runtime: Runtime) -> None:
+    credential = register_agency_client(runtime.broker, "police")
+    token = client_token(runtime.broker, credential)
+    expected = Principal(credential.client_id, Role.SYSTEM, "police")
+    assert runtime.broker.authenticate(token) == expected
+    runtime.broker.identity.disable_client(credential.client_id, reason="key may have leaked")
     with pytest.raises(AuthenticationFailed):
-        runtime.broker.authenticate(key)
+        runtime.broker.authenticate(token)
 
 
 def test_a_record_stored_concurrently_is_a_conflict_not_a_server_error(

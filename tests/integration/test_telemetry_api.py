@@ -34,6 +34,7 @@ from broker.log_format import JsonFormatter
 from broker.startup import JobOptions, job_runner_for
 from broker.telemetry import Telemetry
 from broker.web.app import create_app
+from tests.auth_helpers import agency_headers, bearer_token, person_headers
 from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, idempotent, school_record
 
 BATCHES = "/v1/agreements/{agreement}/datasets/{dataset}/batches"
@@ -110,8 +111,9 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 @pytest.fixture
 def keys(runtime: Runtime) -> dict[str, str]:
     broker = runtime.broker
-    issued = {agency: broker.issue_api_key(agency) for agency in ("school", "ed", "social-care")}
-    issued["lead"] = broker.issue_api_key("social-care", "ig_lead")
+    issued = {agency: bearer_token(agency_headers(broker, agency)) for agency in ("school", "ed")}
+    issued["social-care"] = bearer_token(agency_headers(broker, "social-care"))
+    issued["lead"] = bearer_token(person_headers(broker, "ig_lead", "social-care"))
     return issued
 
 
