@@ -261,6 +261,20 @@ class DatasetRecordRepository(Protocol):
     ) -> list[RecordRow]: ...
 
 
+class LookupBudgetRepository(Protocol):
+    """Daily lookup counts per agreement, recipient agency and purpose."""
+
+    def spend(
+        self, agreement_id: str, *, agency: str, purpose: str, day: str, allowed: int
+    ) -> int | None:
+        """Count one lookup unless ``allowed`` are already counted: the count now, or None."""
+        ...
+
+    def used(self, agreement_id: str, *, agency: str, purpose: str, day: str) -> int:
+        """How many lookups are counted (0 when none)."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One database transaction; commit explicitly, roll back on any exception."""
 
@@ -293,6 +307,9 @@ class UnitOfWork(Protocol):
 
     @property
     def dataset_records(self) -> DatasetRecordRepository: ...
+
+    @property
+    def lookup_budget(self) -> LookupBudgetRepository: ...
 
     @property
     def idempotency(self) -> IdempotencyRepository: ...

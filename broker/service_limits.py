@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import get_args
 
 from agreements.models import Agreement, LimitKind, Limits
 from audit.events import Action, AuditEvent
-from broker.errors import NotFound
+from broker.errors import NotFound, Refused
+from broker.interfaces import UnitOfWork
 from broker.rate_limit import MICROSECONDS, TALLY_WINDOW_US, Rate, RateLimiter, RefusalReport
 from broker.service_core import BrokerCore
 
@@ -139,6 +140,32 @@ class LimitUseCases(BrokerCore):
             uow.commit()
         for found in reports:
             self.instruments.refused("rate_limited", action=_ACTION[found.key[2]])
+
+    # -- lookup budget --------------------------------------------------------
+
+    def _spend_lookup_budget(
+        self, uow: UnitOfWork, agreement: Agreement, *, agency: str, purpose: str, on: date
+    ) -> tuple[int, int] | None:
+        """Count one lookup against today's budget: (used now, allowed), or None when spent.
+
+        The count is written in the caller's transaction, so it commits with the
+        lookup's audit entry and is rolled back with it.
+        """
+        allowed = agreement.effective_limits.lookups_per_day(purpose)
+        used = uow.lookup_budget.spend(
+            agreement.id, agency=agency, purpose=purpose, day=on.isoformat(), allowed=allowed
+        )
+        return None if used is None else (used, allowed)
+
+    def _refuse_budget(self, base: AuditEvent, agreement: Agreement, purpose: str) -> Refused:
+        allowed = agreement.effective_limits.lookups_per_day(purpose)
+        self._refuse(base, "lookup_budget_exhausted", {"budget_per_day": allowed})
+        return Refused(
+            f"today's lookup budget for this purpose ({allowed} a day) is spent; it renews at "
+            "midnight UTC. If your work needs more, ask your DPO to raise the agreement's "
+            "lookup budget",
+            code="lookup_budget_exhausted",
+        )
 
 
 def _iso(microseconds_since_epoch: int) -> str:

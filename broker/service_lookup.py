@@ -122,7 +122,14 @@ class LookupUseCases(LimitUseCases):
             linkage = self._keystore.linkage_keys(uow.keys, agreement.id)[0]
             with self.instruments.stage("tokenise"):
                 tokens = record_tokens(linkage.key, normalised, agreement.linkage.match_keys)
-            if tokens:
+            # Only a lookup that can match spends the budget (enumeration defence): it is
+            # counted in this transaction, with the lookup's audit entry.
+            spent = (
+                self._spend_lookup_budget(uow, agreement, agency=agency, purpose=purpose, on=today)
+                if tokens
+                else None
+            )
+            if spent is not None:
                 return self._find_and_release(
                     uow,
                     tokens=tokens,
@@ -132,6 +139,8 @@ class LookupUseCases(LimitUseCases):
                     decision=decision,
                     base=base,
                 )
+        if tokens:
+            raise self._refuse_budget(base, agreement, purpose)
         insufficient = ValidationError(
             "too few identifiers to match safely: give an NHS number, a UPN, or given "
             "name, family name, date of birth and postcode",

@@ -385,6 +385,21 @@ class IngestIdempotency(SQLModel, table=True):
     created_at: str = Field(max_length=40)
 
 
+class LookupBudgetCount(SQLModel, table=True):
+    """Lookups one recipient agency made for one purpose on one day (UTC), against its budget.
+
+    Counts only: which young people were looked up is in the audit log, not here.
+    """
+
+    __tablename__ = "lookup_budget"
+
+    agreement_id: str = Field(max_length=64, primary_key=True)
+    agency_id: str = Field(max_length=64, primary_key=True)
+    purpose: str = Field(max_length=64, primary_key=True)
+    day: str = Field(max_length=10, primary_key=True)
+    used: int
+
+
 class AgencyClient(SQLModel, table=True):
     """An agency system registered to authenticate with its own key (private_key_jwt).
 

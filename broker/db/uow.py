@@ -13,6 +13,7 @@ from broker.db.audit_queries import SqlAuditQueries
 from broker.db.idempotency_repository import SqlIdempotency
 from broker.db.identity_repository import SqlIdentity
 from broker.db.job_repository import SqlJobs, SqlRetention
+from broker.db.limit_repository import SqlLookupBudget
 from broker.db.notify_repository import SqlNotifications
 from broker.db.repositories import (
     SqlAgreements,
@@ -42,6 +43,7 @@ class SqlUnitOfWork:
     retention: SqlRetention
     notifications: SqlNotifications
     dataset_records: SqlDatasetRecords
+    lookup_budget: SqlLookupBudget
     # Ingest idempotency keys (``broker.idempotency``), in the batch's transaction.
     idempotency: SqlIdempotency
 
@@ -70,6 +72,7 @@ class SqlUnitOfWork:
         self.retention = SqlRetention(self._connection)
         self.notifications = SqlNotifications(self._connection)
         self.dataset_records = SqlDatasetRecords(self._connection)
+        self.lookup_budget = SqlLookupBudget(self._connection)
         self.idempotency = SqlIdempotency(self._connection)
         return self
 

@@ -16,8 +16,14 @@ from fastapi.testclient import TestClient
 
 from broker.bootstrap import Runtime
 from broker.clock import FixedClock
+from broker.token_client import ClientCredential
 from broker.web.app import create_app
-from tests.auth_helpers import agency_headers, person_headers
+from tests.auth_helpers import (
+    agency_headers,
+    client_token,
+    person_headers,
+    register_agency_client,
+)
 from tests.helpers import AGREEMENT, school_record
 
 LOOKUPS = f"/v1/agreements/{AGREEMENT}/lookups"
@@ -30,6 +36,20 @@ FAMILIES = ["Okafor", "Nowak", "Patel", "Byrne", "Hughes", "Khan", "Evans", "Pri
 def client(runtime: Runtime) -> Iterator[TestClient]:
     with TestClient(create_app(runtime)) as test_client:
         yield test_client
+
+
+class Systems:
+    """Each agency's system, with a fresh access token whenever asked (the clock moves)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._broker = runtime.broker
+        self._credentials: dict[str, ClientCredential] = {}
+
+    def __call__(self, agency: str) -> dict[str, str]:
+        if agency not in self._credentials:
+            self._credentials[agency] = register_agency_client(self._broker, agency)
+        token = client_token(self._broker, self._credentials[agency])
+        return {"Authorization": f"Bearer {token}"}
 
 
 def _person(n: int) -> dict[str, str]:
@@ -67,23 +87,22 @@ def _report(client: TestClient, runtime: Runtime, **params: Any) -> dict[tuple[s
     return {(p["agency"], p["purpose"]): p for p in answer.json()["patterns"]}
 
 
-def _ordinary_day(client: TestClient, runtime: Runtime, clock: FixedClock) -> None:
+def _ordinary_day(client: TestClient, systems: Systems, clock: FixedClock) -> None:
     """A school and social care checking a handful of referrals through the day."""
-    school = agency_headers(runtime.broker, "school")
-    social_care = agency_headers(runtime.broker, "social-care")
     for n in range(12):
         clock.advance(timedelta(minutes=40))
+        social_care = systems("social-care")
         assert _lookup(client, social_care, "safeguarding-triage", _person(n % 6))
         if n % 3 == 0:
             assert not _lookup(client, social_care, "safeguarding-triage", _person(100 + n))
-        assert _lookup(client, school, "safeguarding-triage", _person(n % 4))
+        assert _lookup(client, systems("school"), "safeguarding-triage", _person(n % 4))
 
 
 def test_ordinary_work_raises_no_flag(
     client: TestClient, runtime: Runtime, clock: FixedClock
 ) -> None:
     _store(client, runtime, 8)
-    _ordinary_day(client, runtime, clock)
+    _ordinary_day(client, Systems(runtime), clock)
     patterns = _report(client, runtime)
     assert set(patterns) == {
         ("school", "safeguarding-triage"),
@@ -98,17 +117,16 @@ def test_a_miss_storm_and_a_many_subjects_burst_are_flagged(
     client: TestClient, runtime: Runtime, clock: FixedClock
 ) -> None:
     _store(client, runtime, 35)
-    _ordinary_day(client, runtime, clock)
-    police = agency_headers(runtime.broker, "police")
-    social_care = agency_headers(runtime.broker, "social-care")
+    systems = Systems(runtime)
+    _ordinary_day(client, systems, clock)
     # A sweep: 25 guessed identities in a few minutes, none known.
     for n in range(25):
         clock.advance(timedelta(seconds=10))
-        assert not _lookup(client, police, "violence-reduction", _person(200 + n))
+        assert not _lookup(client, systems("police"), "violence-reduction", _person(200 + n))
     # A harvest: 35 different young people within half an hour.
     for n in range(35):
         clock.advance(timedelta(seconds=50))
-        assert _lookup(client, social_care, "safeguarding-triage", _person(n))
+        assert _lookup(client, systems("social-care"), "safeguarding-triage", _person(n))
     patterns = _report(client, runtime)
     storm = patterns[("police", "violence-reduction")]
     assert storm["flags"] == [
