@@ -15,9 +15,11 @@ What is searched, and where (the haystacks):
 * **logs**: the process's stderr and stdout (the printed summary and
   checkpoint) and any ``*.log`` file left in the run's folder;
 * **error bodies**: every response with status 400 or above;
-* **other bodies**: every 2xx response that is not a release;
+* **other bodies**: every 2xx response that is not a release or an issued token;
 * **release bodies**: 200 answers to lookups, aggregates and notifications,
-  the only responses in which the agreement lets data leave.
+  the only responses in which the agreement lets data leave;
+* **issued tokens**: answers of the token endpoint and people's sign-in
+  (``/oauth/token``, ``/v1/sessions``), where an access token is handed over.
 
 The needles, read back from what the demo really used:
 
@@ -30,13 +32,16 @@ The needles, read back from what the demo really used:
   release bodies included: the example agreement releases no identifier field
   (asserted below, so a change to the agreement cannot make this pass silently);
 * secrets: the master key, the key-wrapping key derived from it, and every
-  working key unwrapped from the demo's database (data, pseudonym, linkage and
-  log-signing keys), each as hex and as standard and URL-safe base64 with and
-  without padding; every match token in the database as hex and base64; every
-  bearer credential the scenario sent, whatever it proved itself with at a
-  token endpoint or sign-in (client assertions, passwords), and the body of
-  any private key file the run left. Searched everywhere, except that a token
-  endpoint's own answer may hold the token it issues;
+  working key unwrapped from the demo's database (data, pseudonym, linkage,
+  log-signing and access-token keys), each as hex and as standard and URL-safe
+  base64 with and without padding; every match token in the database as hex
+  and base64; whatever the scenario proved itself with at the token endpoint
+  or sign-in (client assertions, passwords); the body of any private key file
+  the run left (with ``--no-serve`` the agencies' private keys stay in the
+  demo's memory, so a leak of one is caught only through files). Searched
+  everywhere;
+* the bearer credentials (access tokens) the scenario sent: searched
+  everywhere except the answers that issued them;
 * distinctive payload values: dates and free text the extracts hold (record
   fields that are not identifiers). Searched in logs, error bodies and other
   bodies; a field released to nobody (``allocated_team``, for instance) is
@@ -112,7 +117,8 @@ SQL_TEXT = re.compile(
     re.IGNORECASE,
 )
 RELEASE_PATHS = ("/lookups", "/aggregates", "/notifications")
-TOKEN_ENDPOINT = "/token"
+# Where callers obtain access tokens: agency systems (OAuth) and people (sign-in).
+ISSUING_PATHS = ("/oauth/token", "/v1/sessions")
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 DRIVER = """
@@ -189,10 +195,11 @@ class Haystack:
     errors: dict[str, str] = field(default_factory=dict)
     others: dict[str, str] = field(default_factory=dict)
     releases: dict[str, str] = field(default_factory=dict)
+    issued: dict[str, str] = field(default_factory=dict)
 
     def everything(self) -> dict[str, str]:
         """Every captured text, by name."""
-        return {**self.logs, **self.errors, **self.others, **self.releases}
+        return {**self.logs, **self.errors, **self.others, **self.releases, **self.issued}
 
 
 def _is_word_char(char: str) -> bool:
@@ -380,6 +387,8 @@ def haystack_of(run: DemoRun) -> Haystack:
             stack.errors[name] = body
         elif status == 200 and path.endswith(RELEASE_PATHS):
             stack.releases[name] = body
+        elif path.endswith(ISSUING_PATHS):
+            stack.issued[name] = body
         else:
             stack.others[name] = body
     return stack
@@ -443,6 +452,10 @@ def test_the_demo_ran_at_debug_and_was_captured(demo_run: DemoRun) -> None:
     # The scenario's refusals (401, 403, 422) and its releases were all recorded.
     assert {200, 201, 401, 403, 422} <= set(statuses)
     assert sum(1 for e in demo_run.exchanges if str(e["path"]).endswith("/lookups")) >= 30
+    # Every token request and sign-in was seen with what it proved itself with.
+    issuing = [e for e in demo_run.exchanges if str(e["path"]).endswith(ISSUING_PATHS)]
+    assert issuing
+    assert all(_as_list(e["sent_secrets"]) for e in issuing)
 
 
 def test_the_agreement_releases_no_identifier(demo_run: DemoRun) -> None:
@@ -523,11 +536,10 @@ def leaks(needles: Needles, stack: Haystack) -> list[str]:
     found: list[tuple[str, str]] = []
     found += find(needles.identifiers, everything)
     found += find(needles.secrets, everything)
-    # A token endpoint's answer is where a credential is issued; everywhere else it is a leak.
-    not_issuing = {
-        name: text for name, text in everything.items() if TOKEN_ENDPOINT + " " not in name
-    }
-    found += find(needles.credentials, not_issuing)
+    # An access token is issued in one answer; anywhere else it is a leak.
+    found += find(
+        needles.credentials, {**stack.logs, **stack.errors, **stack.others, **stack.releases}
+    )
     found += find(needles.payload, {**stack.logs, **stack.errors, **stack.others})
     found += find(needles.unreleased, stack.releases)
     found += find(needles.log_only, stack.logs)
