@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 import broker
 from broker.bootstrap import Runtime
@@ -14,6 +14,7 @@ from broker.jobs import JobRunner
 from broker.notify import WebhookPolicy
 from broker.startup import SchemaWatch
 from broker.telemetry import Telemetry
+from broker.web.authorise import authorise
 from broker.web.errors import install_error_handlers
 from broker.web.gauges import watch_broker
 from broker.web.json_guard import JsonLimits
@@ -66,6 +67,8 @@ def create_app(
             "person, within the information-sharing agreements their DPOs signed."
         ),
         lifespan=lifespan,
+        # The permission matrix, enforced before every route (broker.permissions).
+        dependencies=[Depends(authorise)],
     )
     app.state.broker = runtime.broker
     app.state.schema = SchemaWatch(runtime.engine)

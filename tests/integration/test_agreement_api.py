@@ -20,7 +20,7 @@ from agreements.loader import parse_agreement
 from agreements.models import Agreement, Release, ReleasedField
 from broker.bootstrap import Runtime
 from broker.web.app import create_app
-from tests.auth_helpers import person_headers
+from tests.auth_helpers import agency_headers, person_headers
 from tests.helpers import (
     AGREEMENT,
     IDENTIFIERS,
@@ -43,7 +43,10 @@ def client(runtime: Runtime) -> Iterator[TestClient]:
 
 @pytest.fixture
 def headers(runtime: Runtime) -> dict[str, dict[str, str]]:
-    return {agency: person_headers(runtime.broker, "dpo", agency) for agency in PARTIES}
+    # Each agency's DPO by its name; its system (records, lookups) as 'system:<agency>'.
+    dpos = {agency: person_headers(runtime.broker, "dpo", agency) for agency in PARTIES}
+    systems = {f"system:{a}": agency_headers(runtime.broker, a) for a in PARTIES}
+    return {**dpos, **systems}
 
 
 @pytest.fixture
@@ -133,7 +136,7 @@ def _lookup_fields(client: TestClient, headers: dict[str, dict[str, str]]) -> li
     found = client.post(
         LOOKUPS,
         json={"purpose": "safeguarding-triage", "identifiers": IDENTIFIERS},
-        headers=headers["social-care"],
+        headers=headers["system:social-care"],
     )
     assert found.status_code == 200, found.text
     return list(found.json()["released"])
@@ -144,7 +147,7 @@ def _ingest(client: TestClient, headers: dict[str, dict[str, str]], dataset: str
     response = client.post(
         f"/v1/agreements/{AGREEMENT}/datasets/{dataset}/batches",
         json={"records": [rec]},
-        headers=idempotent(headers[agency]),
+        headers=idempotent(headers[f"system:{agency}"]),
     )
     assert response.status_code == 201, response.text
 
@@ -237,7 +240,7 @@ def test_a_wider_version_does_not_widen_records_received_before_it(
     found = client.post(
         LOOKUPS,
         json={"purpose": "safeguarding-triage", "identifiers": IDENTIFIERS},
-        headers=headers["social-care"],
+        headers=headers["system:social-care"],
     ).json()
     records = found["holdings"][0]["records"]
     by_reference = {r["reference"]: r["fields"] for r in records}
@@ -259,7 +262,7 @@ def test_suspension_stops_every_path_at_once_and_only_the_lead_resumes(
     refused = client.post(
         LOOKUPS,
         json={"purpose": "safeguarding-triage", "identifiers": IDENTIFIERS},
-        headers=headers["social-care"],
+        headers=headers["system:social-care"],
     )
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "agreement_not_active"
@@ -267,7 +270,7 @@ def test_suspension_stops_every_path_at_once_and_only_the_lead_resumes(
     batch = client.post(
         f"/v1/agreements/{AGREEMENT}/datasets/school-attendance/batches",
         json={"records": [school_record("SCH-1")]},
-        headers=idempotent(headers["school"]),
+        headers=idempotent(headers["system:school"]),
     )
     assert batch.status_code == 403
     not_lead = client.post(f"/v1/agreements/{AGREEMENT}/resume", headers=headers["school"])

@@ -31,6 +31,7 @@ from sqlalchemy import text
 
 from broker.bootstrap import Runtime
 from broker.log_format import JsonFormatter
+from broker.permissions import MATRIX, Entry
 from broker.startup import JobOptions, job_runner_for
 from broker.telemetry import Telemetry
 from broker.web.app import create_app
@@ -207,12 +208,17 @@ def test_requests_are_counted_and_timed_by_route_and_status(
 
 
 def test_an_unexpected_failure_is_an_error_span_without_its_message(
-    app: FastAPI, spans: InMemorySpanExporter, logs: io.StringIO
+    app: FastAPI,
+    spans: InMemorySpanExporter,
+    logs: io.StringIO,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def explode() -> None:
         raise RuntimeError(f"could not store {PERSON['family_name']}")
 
     app.add_api_route("/explode", explode)
+    # The permission matrix refuses a route it does not name; this one is declared public.
+    monkeypatch.setitem(MATRIX, "explode", Entry(why="a test route", public=True))
     with TestClient(app, raise_server_exceptions=False) as client:
         response = client.get("/explode", headers={"X-Request-Id": "req-explode-1"})
     assert response.status_code == 500

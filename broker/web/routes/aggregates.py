@@ -10,7 +10,8 @@ from fastapi.responses import Response
 from broker.aggregate import AggregateQuery, Condition, Dimension
 from broker.csv_safe import to_csv_text
 from broker.service_aggregate import AggregateResult
-from broker.web.deps import AgencyDep, BrokerDep, RequestIdDep
+from broker.web.authorise import AgencyDep
+from broker.web.deps import BrokerDep, RequestIdDep
 from broker.web.rate_limits import rate_limited
 from broker.web.schemas import (
     AggregateCellOut,

@@ -16,7 +16,8 @@ from agreements.policytests import run_policy_tests
 from agreements.terms import Approval
 from broker.errors import NotFound
 from broker.lifecycle import VersionSummary
-from broker.web.deps import AgencyDep, BrokerDep
+from broker.web.authorise import AgencyDep, PrincipalDep
+from broker.web.deps import BrokerDep
 from broker.web.schemas import (
     AgreementDocumentIn,
     AgreementOut,
@@ -37,23 +38,23 @@ _ERRORS = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 
 
 
 @router.get("", response_model=list[AgreementOut])
-def list_agreements(agency: AgencyDep, broker: BrokerDep) -> list[AgreementOut]:
-    """The agreements the calling agency is a party to: the version in force, or the latest."""
+def list_agreements(principal: PrincipalDep, broker: BrokerDep) -> list[AgreementOut]:
+    """The agreements the calling agency is a party to (all for the administrator)."""
     registry = broker.registry
     today = broker.today()
     out = []
     for agreement_id in registry.ids():
         versions = registry.versions(agreement_id)
         agreement = current_version(versions, today) or versions[-1]
-        party = agreement.party(agency)
-        if party is not None:
+        party = None if principal.agency is None else agreement.party(principal.agency)
+        if party is not None or principal.agency is None:
             out.append(
                 AgreementOut(
                     id=agreement.id,
                     version=agreement.version,
                     title=agreement.title,
                     status=agreement.status,
-                    roles=list(party.roles),
+                    roles=[] if party is None else list(party.roles),
                     review_by=agreement.review_by,
                     expires_on=agreement.expires_on,
                     warnings=list(review_warnings(agreement, today)),
@@ -88,9 +89,11 @@ def upload_draft(body: AgreementDocumentIn, agency: AgencyDep, broker: BrokerDep
 
 
 @router.get("/{agreement_id}/versions", response_model=list[VersionOut], responses=_ERRORS)  # type: ignore[arg-type]
-def list_versions(agreement_id: str, agency: AgencyDep, broker: BrokerDep) -> list[VersionOut]:
+def list_versions(
+    agreement_id: str, principal: PrincipalDep, broker: BrokerDep
+) -> list[VersionOut]:
     """Every version of one agreement, oldest first, with status and approvals."""
-    summaries = _summaries(broker, agency, agreement_id)
+    summaries = _summaries(broker, principal.agency, agreement_id)
     return [_version_out(s) for s in summaries]
 
 
@@ -100,10 +103,10 @@ def list_versions(agreement_id: str, agency: AgencyDep, broker: BrokerDep) -> li
     responses=_ERRORS,  # type: ignore[arg-type]
 )
 def show_version(
-    agreement_id: str, version: int, agency: AgencyDep, broker: BrokerDep
+    agreement_id: str, version: int, principal: PrincipalDep, broker: BrokerDep
 ) -> VersionDocumentOut:
     """One version with its whole document (as JSON)."""
-    summary = _summary(broker, agency, agreement_id, version)
+    summary = _summary(broker, principal.agency, agreement_id, version)
     return VersionDocumentOut(
         **_version_out(summary).model_dump(),
         document=summary.agreement.model_dump(mode="json"),
@@ -162,15 +165,17 @@ def terminate(
     return LifecycleOut(id=agreement_id, changed_versions=changed, status="terminated")
 
 
-def _summaries(broker: BrokerDep, agency: str, agreement_id: str) -> list[VersionSummary]:
+def _summaries(broker: BrokerDep, agency: str | None, agreement_id: str) -> list[VersionSummary]:
     summaries = broker.agreements.summaries(agreement_id, broker.today())
-    # Non-parties learn nothing, not even that the agreement exists.
-    if all(s.agreement.party(agency) is None for s in summaries):
+    # Non-parties learn nothing, not even that the agreement exists (None: the administrator).
+    if agency is not None and all(s.agreement.party(agency) is None for s in summaries):
         raise NotFound(f"agreement '{agreement_id}' is not held by the broker")
     return summaries
 
 
-def _summary(broker: BrokerDep, agency: str, agreement_id: str, version: int) -> VersionSummary:
+def _summary(
+    broker: BrokerDep, agency: str | None, agreement_id: str, version: int
+) -> VersionSummary:
     found = next(
         (s for s in _summaries(broker, agency, agreement_id) if s.agreement.version == version),
         None,

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from audit.events import StoredCheckpoint
-from broker.web.deps import AgencyDep, BrokerDep
+from broker.web.authorise import AgencyDep, PrincipalDep
+from broker.web.deps import BrokerDep
 from broker.web.schemas import (
     AuditHeadOut,
     AuditPageOut,
@@ -28,13 +29,13 @@ _ERRORS = {status: {"model": ErrorOut} for status in (401, 403, 404, 409, 422, 5
 
 @router.get("/entries", response_model=AuditPageOut, responses=_ERRORS)  # type: ignore[arg-type]
 def audit_entries(
-    agency: AgencyDep,
+    principal: PrincipalDep,
     broker: BrokerDep,
     after: Annotated[int, Query(ge=0, description="return entries after this position")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPageOut:
-    """The caller's own audit entries, oldest first, a page at a time."""
-    entries = broker.audit_page(actor=agency, after=after, limit=limit)
+    """The caller's own audit entries (the administrator: everyone's), oldest first."""
+    entries = broker.audit_page(actor=principal.agency, after=after, limit=limit)
     return AuditPageOut(
         entries=[audit_entry_out(e, show_subject=False) for e in entries],
         next_after=entries[-1].seq if len(entries) == limit else None,
@@ -42,7 +43,7 @@ def audit_entries(
 
 
 @router.get("/head", response_model=AuditHeadOut, responses=_ERRORS)  # type: ignore[arg-type]
-def audit_head(_agency: AgencyDep, broker: BrokerDep) -> AuditHeadOut:
+def audit_head(_principal: PrincipalDep, broker: BrokerDep) -> AuditHeadOut:
     """How many entries the log holds and its Merkle root (unsigned; see /checkpoint)."""
     size, root_hash = broker.audit_head()
     return AuditHeadOut(size=size, root_hash=root_hash)
@@ -55,13 +56,13 @@ def log_key(broker: BrokerDep) -> LogKeyOut:
 
 
 @router.get("/checkpoint", response_model=CheckpointOut, responses=_ERRORS)  # type: ignore[arg-type]
-def latest_checkpoint(_agency: AgencyDep, broker: BrokerDep) -> CheckpointOut:
+def latest_checkpoint(_principal: PrincipalDep, broker: BrokerDep) -> CheckpointOut:
     """The newest signed checkpoint, with its witnesses' cosignatures."""
     return _checkpoint_out(broker.audit.latest_checkpoint())
 
 
 @router.get("/checkpoints/{size}", response_model=CheckpointOut, responses=_ERRORS)  # type: ignore[arg-type]
-def checkpoint_at(size: int, _agency: AgencyDep, broker: BrokerDep) -> CheckpointOut:
+def checkpoint_at(size: int, _principal: PrincipalDep, broker: BrokerDep) -> CheckpointOut:
     """The checkpoint signed at exactly ``size`` entries."""
     return _checkpoint_out(broker.audit.checkpoint(size))
 
@@ -80,13 +81,13 @@ def cosign(size: int, body: CosignatureIn, agency: AgencyDep, broker: BrokerDep)
 
 @router.get("/proofs/inclusion", response_model=InclusionProofOut, responses=_ERRORS)  # type: ignore[arg-type]
 def inclusion(
-    agency: AgencyDep,
+    principal: PrincipalDep,
     broker: BrokerDep,
     entry: Annotated[int, Query(ge=1, description="the audit entry a response named")],
     size: Annotated[int | None, Query(ge=1, description="a checkpoint's size")] = None,
 ) -> InclusionProofOut:
     """Proof that one of your entries is in the log, against a signed checkpoint (a receipt)."""
-    proof = broker.audit.inclusion_proof(entry, size=size, actor=agency)
+    proof = broker.audit.inclusion_proof(entry, size=size, actor=principal.agency)
     return InclusionProofOut(
         entry=proof.entry,
         leaf_index=proof.entry - 1,
@@ -99,7 +100,7 @@ def inclusion(
 
 @router.get("/proofs/consistency", response_model=ConsistencyProofOut, responses=_ERRORS)  # type: ignore[arg-type]
 def consistency(
-    _agency: AgencyDep,
+    _principal: PrincipalDep,
     broker: BrokerDep,
     old: Annotated[int, Query(ge=1)],
     new: Annotated[int, Query(ge=1)],

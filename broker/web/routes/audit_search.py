@@ -18,7 +18,8 @@ from audit.events import LoggedEntry
 from audit.export import to_csv, to_fhir_bundle
 from audit.queries import AuditQuery
 from broker.lookup_patterns import PatternThresholds
-from broker.web.deps import BrokerDep, IgLeadDep, RequestIdDep
+from broker.web.authorise import AgencyDep, PrincipalDep
+from broker.web.deps import BrokerDep, RequestIdDep
 from broker.web.schemas import AuditEntryOut, ErrorOut, IdentifierName, audit_entry_out
 
 router = APIRouter(prefix="/v1/audit", tags=["audit search"])
@@ -139,7 +140,7 @@ TimeQuery = Annotated[str | None, Query(max_length=40, description="ISO 8601 dat
     },
 )
 def search(
-    body: AuditSearchIn, agency: IgLeadDep, broker: BrokerDep, request_id: RequestIdDep
+    body: AuditSearchIn, agency: AgencyDep, broker: BrokerDep, request_id: RequestIdDep
 ) -> Any:
     """Entries within your agency's scope matching every filter, a page at a time.
 
@@ -183,7 +184,7 @@ def search(
 
 @router.post("/reports/subject", response_model=SubjectReportOut, responses=_ERRORS)  # type: ignore[arg-type]
 def subject_report(
-    body: SubjectReportIn, agency: IgLeadDep, broker: BrokerDep, request_id: RequestIdDep
+    body: SubjectReportIn, agency: AgencyDep, broker: BrokerDep, request_id: RequestIdDep
 ) -> SubjectReportOut:
     """Every release about one young person: when, to whom, under what, which fields."""
     releases = broker.audit_search.subject_report(
@@ -201,7 +202,7 @@ def subject_report(
 
 @router.get("/reports/recipient", response_model=RecipientReportOut, responses=_ERRORS)  # type: ignore[arg-type]
 def recipient_report(
-    agency: IgLeadDep,
+    agency: AgencyDep,
     broker: BrokerDep,
     request_id: RequestIdDep,
     recipient: Annotated[str, Query(alias="agency", min_length=1, max_length=64)],
@@ -217,7 +218,7 @@ def recipient_report(
 
 @router.get("/reports/refusals", response_model=RefusalsOut, responses=_ERRORS)  # type: ignore[arg-type]
 def refusals_report(
-    agency: IgLeadDep,
+    principal: PrincipalDep,
     broker: BrokerDep,
     request_id: RequestIdDep,
     since: TimeQuery = None,
@@ -225,14 +226,14 @@ def refusals_report(
 ) -> RefusalsOut:
     """Refusals in a period, counted by reason code, agency and agreement."""
     counts = broker.audit_search.refusals(
-        viewer=agency, since=since, until=until, request_id=request_id
+        viewer=principal.agency, since=since, until=until, request_id=request_id
     )
     return RefusalsOut(refusals=[RefusalOut.model_validate(c.__dict__) for c in counts])
 
 
 @router.get("/reports/volume", response_model=VolumeOut, responses=_ERRORS)  # type: ignore[arg-type]
 def volume_report(
-    agency: IgLeadDep,
+    principal: PrincipalDep,
     broker: BrokerDep,
     request_id: RequestIdDep,
     recipient: Annotated[str | None, Query(alias="agency", min_length=1, max_length=64)] = None,
@@ -241,7 +242,7 @@ def volume_report(
 ) -> VolumeOut:
     """Lookups per recipient per day, with spikes and many-subject days flagged."""
     days = broker.audit_search.volume(
-        viewer=agency, agency=recipient, since=since, until=until, request_id=request_id
+        viewer=principal.agency, agency=recipient, since=since, until=until, request_id=request_id
     )
     return VolumeOut(
         days=[
@@ -281,7 +282,7 @@ _PATTERNS = PatternThresholds()
 
 @router.get("/reports/patterns", response_model=PatternsOut, responses=_ERRORS)  # type: ignore[arg-type]
 def patterns_report(
-    agency: IgLeadDep,
+    principal: PrincipalDep,
     broker: BrokerDep,
     request_id: RequestIdDep,
     recipient: Annotated[str | None, Query(alias="agency", min_length=1, max_length=64)] = None,
@@ -300,7 +301,7 @@ def patterns_report(
     """Per recipient and purpose: sweeps that miss, many subjects an hour (counts only)."""
     thresholds = PatternThresholds(miss_ratio, min_lookups, subjects_per_hour)
     found = broker.audit_search.patterns(
-        viewer=agency,
+        viewer=principal.agency,
         agency=recipient,
         since=since,
         until=until,

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Header, Response
 
 from broker.idempotency import HEADER, REPLAYED_HEADER, scope_for
 from broker.ingest import AtSource
-from broker.web.deps import AgencyDep, BrokerDep, RequestIdDep
+from broker.web.authorise import AgencyDep
+from broker.web.deps import BrokerDep, RequestIdDep
 from broker.web.rate_limits import rate_limited
 from broker.web.schemas import BatchIn, BatchOut, ErrorOut, ProblemOut, RekeyOut
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from broker.errors import Location, ValidationError
-from broker.web.deps import AgencyDep, BrokerDep, RequestIdDep
+from broker.web.authorise import AgencyDep
+from broker.web.deps import BrokerDep, RequestIdDep
 from broker.web.rate_limits import rate_limited
 from broker.web.schemas import (
     AgreementRef,

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from broker.errors import Location, ValidationError
 from broker.notify import Condition, Rule, WebhookPolicy
 from broker.service_notify import MAX_PAGE, ReceivedNotification, Subscription
-from broker.web.deps import AgencyDep, BrokerDep, RequestIdDep
+from broker.web.authorise import AgencyDep
+from broker.web.deps import BrokerDep, RequestIdDep
 from broker.web.rate_limits import rate_limited
 from broker.web.schemas import (
     AcknowledgeIn,
