@@ -25,6 +25,12 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(BIN)/pytest -n 2 -q
 
+# The long variants of the crash and concurrency tests (issue 8): 150 kills with bigger
+# batches, and five minutes of 16 clients; tune with ACCORD_SOAK_KILLS, ACCORD_SOAK_SECONDS.
+.PHONY: soak
+soak: $(STAMP)
+	ACCORD_SOAK=1 $(BIN)/pytest -q -s -m soak tests/functional/test_crash_recovery.py tests/functional/test_concurrency.py
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 

@@ -293,6 +293,12 @@ class IngestUseCases(BrokerCore):
             batch_tokens = [dict(r.tokens or {}) for r in valid]
             later = []
         with self.instruments.stage("link"):
+            # Linking reads the agreement's tokens and then adds subjects and tokens: two
+            # batches linking the same new person at once would each make a subject for
+            # them. The audit head lock, which this transaction takes anyway for its
+            # entries, serialises that on PostgreSQL (SQLite's BEGIN IMMEDIATE already
+            # has). Taken here, after validation and tokenising, so those stay parallel.
+            uow.audit.lock_head()
             assignments = assign_subjects(
                 batch_tokens,
                 subjects_for=lambda mk, toks: uow.linkage.subjects_for_tokens(
