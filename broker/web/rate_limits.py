@@ -1,7 +1,8 @@
 """The rate-limit dependency a limited route names once: ``dependencies=[rate_limited("lookup")]``.
 
-It runs after authentication (it needs the agency) and before the body is
-used, so a refused request costs the broker one bucket check and nothing else.
+It runs after ``broker.web.authorise`` admitted the caller (it reads the agency
+that admitted), before the route's own work, so a refused request costs one
+bucket check and nothing else; a caller that is not a party never reaches it.
 A refusal is 429 ``rate_limited`` with ``Retry-After`` (see ``broker.web.errors``).
 """
 
@@ -12,7 +13,8 @@ from typing import Any
 from fastapi import Depends, Request
 
 from broker.service_limits import LIMIT_KINDS
-from broker.web.deps import AgencyDep, BrokerDep, RequestIdDep
+from broker.web.authorise import AgencyDep
+from broker.web.deps import BrokerDep, RequestIdDep
 
 
 def rate_limited(kind: str) -> Any:
