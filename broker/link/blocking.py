@@ -1,0 +1,137 @@
+"""Which pairs are worth comparing: records that share a keyed blocking token.
+
+Each blocking pass (``broker.link.encode.BLOCKING_PASSES``) is a keyed token
+over coarse forms (family-name Soundex and year of birth; date of birth and an
+initial; both initials and postcode district; NHS number; UPN; the two names'
+Soundex codes sorted, and year of birth; family-name Soundex, day and month).
+The passes are independent, so one error (a typo, a moved address, a wrong
+year) breaks some of them and not all: a pair is a candidate when it shares
+any one token.
+
+Oversized blocks (a very common name in a very common year) would make the
+comparisons grow with the square of the data. A block larger than
+``max_block`` is split by a refining form of its pass
+(``BLOCK_REFINEMENTS``: the given initial for family Soundex and year, for
+instance); a part still larger than ``max_block`` is skipped, and counted in
+``BlockingStats``, in the knowledge that the other passes still see its pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from broker.link.encode import BLOCK_PREFIX, BLOCK_REFINEMENTS, BLOCKING_PASSES
+from broker.link.types import EncodedRecord
+
+#: The largest block compared in full; larger ones are split, then skipped.
+DEFAULT_MAX_BLOCK = 200
+
+
+@dataclass(frozen=True, slots=True)
+class BlockingStats:
+    """What the cap did: blocks split, parts skipped, and the pairs those parts held."""
+
+    blocks: int
+    oversized_blocks: int
+    skipped_parts: int
+    skipped_pairs: int  # within skipped parts; many are still found by another pass
+
+
+class BlockIndex:
+    """Blocks kept up to date as records arrive, for linking one record at a time.
+
+    ``add`` a record at its position; ``candidates`` gives the positions sharing
+    a block with a record (its own too, once added). After adding every record,
+    the candidates of each are exactly its pairs in ``candidate_pairs``. A block
+    that grows past ``max_block`` stops giving candidates from then on (other
+    than through its refined parts); pairs a caller found before are its own.
+    """
+
+    __slots__ = ("_blocks", "_max_block", "_parts", "_passes", "_refine")
+
+    def __init__(
+        self,
+        max_block: int = DEFAULT_MAX_BLOCK,
+        passes: Sequence[str] = tuple(BLOCKING_PASSES),
+    ) -> None:
+        if max_block < 2:
+            raise ValueError("max_block must be at least 2")
+        unknown = [name for name in passes if name not in BLOCKING_PASSES]
+        if unknown:
+            raise ValueError(f"unknown blocking pass '{unknown[0]}'")
+        self._max_block = max_block
+        self._passes = tuple(BLOCK_PREFIX + name for name in passes)
+        self._refine = {BLOCK_PREFIX + name: BLOCK_REFINEMENTS[name] for name in passes}
+        # Tokens are framed by their pass, so one dictionary holds every pass's blocks.
+        self._blocks: dict[str, list[int]] = {}
+        # Each block's parts by its refining form's token ("" where a record lacks it).
+        self._parts: dict[str, dict[str, list[int]]] = {}
+
+    def add(self, position: int, record: EncodedRecord) -> None:
+        """Put the record, known by ``position``, into the block of each of its passes."""
+        tokens = record.tokens
+        for name in self._passes:
+            token = tokens.get(name)
+            if token is None:
+                continue
+            block = self._blocks.setdefault(token, [])
+            block.append(position)
+            refine = tokens.get(self._refine[name], "")
+            self._parts.setdefault(token, {}).setdefault(refine, []).append(position)
+
+    def candidates(self, record: EncodedRecord) -> set[int]:
+        """The positions of added records that share a block (or, in one too big, a part)."""
+        found: set[int] = set()
+        tokens = record.tokens
+        limit = self._max_block
+        for name in self._passes:
+            token = tokens.get(name)
+            if token is None:
+                continue
+            block = self._blocks.get(token)
+            if block is None:
+                continue
+            if len(block) <= limit:
+                found.update(block)
+                continue
+            part = self._parts[token].get(tokens.get(self._refine[name], ""))
+            if part is not None and len(part) <= limit:
+                found.update(part)
+        return found
+
+    def stats(self) -> BlockingStats:
+        """How many blocks there are, how many are oversized, and what the cap skips."""
+        oversized = skipped_parts = skipped_pairs = 0
+        for token, block in self._blocks.items():
+            if len(block) <= self._max_block:
+                continue
+            oversized += 1
+            for part in self._parts[token].values():
+                if len(part) > self._max_block:
+                    skipped_parts += 1
+                    skipped_pairs += len(part) * (len(part) - 1) // 2
+        return BlockingStats(len(self._blocks), oversized, skipped_parts, skipped_pairs)
+
+
+def candidate_pairs(
+    records: Sequence[EncodedRecord], max_block: int = DEFAULT_MAX_BLOCK
+) -> Iterator[tuple[int, int]]:
+    """Each pair of positions sharing a block, once, as (left, right) with left < right.
+
+    In order of left, then right, so the output is deterministic; as a set of
+    ref pairs it does not depend on the order of ``records``.
+    """
+    index = build_index(records, max_block)
+    for position, record in enumerate(records):
+        for other in sorted(index.candidates(record)):
+            if other > position:
+                yield position, other
+
+
+def build_index(records: Sequence[EncodedRecord], max_block: int = DEFAULT_MAX_BLOCK) -> BlockIndex:
+    """A ``BlockIndex`` holding ``records`` at their positions (for ``stats`` or reuse)."""
+    index = BlockIndex(max_block)
+    for position, record in enumerate(records):
+        index.add(position, record)
+    return index
