@@ -177,3 +177,21 @@ def test_shipped_examples_keep_their_copy_unchanged(tmp_path: Path) -> None:
     before = EXAMPLE_FILE.read_bytes()
     tight_agreement(tmp_path)
     assert EXAMPLE_FILE.read_bytes() == before
+
+
+def test_each_worker_enforces_its_share_of_the_limit(
+    settings: Settings, clock: FixedClock, tmp_path: Path
+) -> None:
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    tight_agreement(folder)
+    two = settings.model_copy(update={"agreements_dir": folder, "workers": 2})
+    built = build_runtime(two, clock=clock)
+    try:
+        with TestClient(create_app(built)) as client:
+            police = agency_headers(built.broker, "police")
+            # 6 a minute, 3 at once, over two workers: this one allows 3 a minute, 1 at once.
+            assert client.post(LOOKUPS, json=LOOKUP, headers=police).status_code == 200
+            _refused(client.post(LOOKUPS, json=LOOKUP, headers=police), 20)
+    finally:
+        built.engine.dispose()
