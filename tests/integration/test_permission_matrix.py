@@ -419,3 +419,31 @@ def test_openapi_declares_a_token_only_where_one_is_needed(world: World) -> None
         declared = schema["paths"][str(context.path_format)][methods[0].lower()]
         needs_token = not MATRIX[operation].public
         assert bool(declared.get("security")) is needs_token, operation
+
+
+def test_a_route_missing_from_the_matrix_is_refused_to_everyone(world: World) -> None:
+    app = create_app(world.runtime)
+
+    def unlisted() -> dict[str, str]:
+        return {"reached": "yes"}
+
+    app.add_api_route("/v1/unlisted", unlisted, name="unlisted")
+    with TestClient(app) as client:
+        for caller in CALLERS:
+            response = client.get("/v1/unlisted", headers=world.headers[caller.name])
+            assert response.status_code == 403, caller.name
+            assert response.json()["error"]["code"] == "operation_not_in_matrix"
+
+
+def test_the_administrator_oversees_every_agreement_and_the_whole_log(world: World) -> None:
+    admin, stranger = world.headers["admin"], world.headers["stranger-system"]
+    listed = world.client.get("/v1/agreements", headers=admin).json()
+    assert sorted(a["id"] for a in listed) == sorted([AGREEMENT, "mace-cohort"])
+    assert all(a["roles"] == [] for a in listed)
+    mine = world.client.get("/v1/agreements", headers=stranger).json()
+    assert [(a["id"], a["roles"]) for a in mine] == [("mace-cohort", ["lead", "recipient"])]
+    everyone = world.client.get("/v1/audit/entries", headers=admin).json()["entries"]
+    own = world.client.get("/v1/audit/entries", headers=stranger).json()["entries"]
+    assert {"operator", PARTY} <= {e["actor"] for e in everyone}
+    assert all(e["actor"] == STRANGER for e in own)
+    assert all("subject_id" not in e or e["subject_id"] is None for e in everyone)

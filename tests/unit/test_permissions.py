@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.testclient import TestClient
 from starlette.routing import BaseRoute
 
 from broker import permissions
@@ -24,6 +26,8 @@ from broker.permissions import (
 )
 from broker.principal import Principal, Role
 from broker.web.app import create_app
+from broker.web.authorise import PrincipalDep
+from broker.web.errors import install_error_handlers
 
 SYSTEM = Principal("client-school", Role.SYSTEM, "school")
 DPO = Principal("dpo-school", Role.DPO, "school")
@@ -183,3 +187,17 @@ def test_the_command_prints_the_table(capsys: pytest.CaptureFixture[str]) -> Non
     assert capsys.readouterr().out == markdown()
     assert permissions.main([]) == 2
     assert "usage" in capsys.readouterr().err
+
+
+def test_a_principal_is_never_read_where_authorise_did_not_run() -> None:
+    bare = FastAPI()
+
+    @bare.get("/who")
+    def who(principal: PrincipalDep) -> dict[str, str]:
+        return {"subject": principal.subject}
+
+    install_error_handlers(bare)
+    with TestClient(bare) as client:
+        response = client.get("/who", headers={"Authorization": "Bearer anything"})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthenticated"
