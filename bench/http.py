@@ -57,13 +57,13 @@ from bench.workload import (
     AGREEMENT,
     BATCH_SIZE,
     DATASET,
-    EXAMPLES_DIR,
     LOOKUP_IDENTIFIERS,
     PROVIDER,
     PURPOSE,
     RECIPIENT,
     SEED,
     batches,
+    bench_agreements_dir,
     format_ms,
     format_rate,
     percentile,
@@ -573,7 +573,7 @@ class Run:
         return {
             "database_url": prepared.database_url,
             "key_file": prepared.key_file,
-            "agreements_dir": EXAMPLES_DIR,
+            "agreements_dir": bench_agreements_dir(),
             "folder": logs,
         }
 

@@ -7,8 +7,10 @@ same on every run for a given seed.
 
 from __future__ import annotations
 
+import functools
 import random
 import statistics
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import agreements
+from agreements.demo_approvals import approve_for_demo
 from broker.bootstrap import Runtime, build_runtime
 from broker.clock import FixedClock
 from broker.config import load_settings
@@ -35,6 +38,32 @@ SEED = 20261126
 # the system clock does.
 BENCH_CLOCK_AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 EXAMPLES_DIR = Path(agreements.__file__).parent / "examples"
+# A benchmark is a flood by design: its copies of the examples lift the rate limits and
+# lookup budgets (issue 8), which would otherwise refuse most of its requests.
+BENCH_LIMITS = (
+    "limits:\n"
+    "  rates:\n"
+    + "".join(
+        f"    {kind}: {{per_minute: 1000000, burst: 1000000}}\n"
+        for kind in ("ingest", "rekey", "lookup", "aggregate", "notification")
+    )
+    + "  lookup_budget:\n"
+    "    per_day: 10000000\n"
+)
+
+
+@functools.cache
+def bench_agreements_dir() -> Path:
+    """The example agreements with BENCH_LIMITS, re-signed for demonstration (once a process)."""
+    folder = Path(tempfile.mkdtemp(prefix="accord-bench-agreements-"))
+    for example in sorted(EXAMPLES_DIR.glob("*.yaml")):
+        text = example.read_text(encoding="utf-8")
+        start, end = text.index("\nlimits:\n") + 1, text.index("\napprovals:\n")
+        copy = folder / example.name
+        copy.write_text(text[:start] + BENCH_LIMITS + text[end:], encoding="utf-8")
+        approve_for_demo(copy)
+    return folder
+
 
 IDENTIFIERS = ("given_name", "family_name", "date_of_birth", "sex", "postcode", "upn")
 FIELDS = (
@@ -147,7 +176,7 @@ def start_broker(folder: Path, database_url: str) -> Runtime:
     key_file = folder / "broker.key"
     create_key_file(key_file, at=BENCH_CLOCK_AT)
     settings = load_settings(
-        database_url=database_url, key_file=key_file, agreements_dir=EXAMPLES_DIR
+        database_url=database_url, key_file=key_file, agreements_dir=bench_agreements_dir()
     )
     return build_runtime(settings, clock=FixedClock(BENCH_CLOCK_AT))
 
