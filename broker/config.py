@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     jobs_enabled: bool = True
     job_poll_seconds: float = Field(default=5.0, ge=0.05, le=3600.0)
     retention_every_seconds: float = Field(default=3600.0, ge=1.0, le=604_800.0)
+    # How long an ingest Idempotency-Key is remembered (broker.idempotency); the retention
+    # job forgets older ones, and a retry after that is processed as a new batch.
+    idempotency_key_days: int = Field(default=7, ge=1, le=365)
     # How long `broker serve` waits, with backoff, for a database that does not answer yet.
     database_wait_seconds: float = Field(default=30.0, ge=0.0, le=600.0)
 

@@ -15,7 +15,11 @@ successful result, written in the batch's own transaction, so that:
 A request that fails stores nothing and records no key, so sending it again is
 simply a new attempt. Keys and bodies are kept only as SHA-256 digests: a key
 is a random label, not an identifier, so an unkeyed hash is enough to keep it
-out of the database without any secret to manage.
+out of the database without any secret to manage. The retention job forgets
+keys after ``BROKER_IDEMPOTENCY_KEY_DAYS`` (7 by default).
+
+The rekey endpoint takes no key: it replaces a record's tokens under the new
+linkage key, so a retry leaves the same stored state (and one more audit entry).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from audit.events import AuditEvent
+from broker.idempotency import IdempotencyRepository
 from broker.interfaces import AuditRepository
 
 
@@ -81,6 +82,9 @@ class JobUnitOfWork(Protocol):
 
     @property
     def retention(self) -> RetentionRepository: ...
+
+    @property
+    def idempotency(self) -> IdempotencyRepository: ...
 
     @property
     def audit(self) -> AuditRepository: ...

@@ -33,6 +33,7 @@ from agreements.registry import AgreementRegistry
 from audit.events import AuditEvent, StoredCheckpoint
 from broker.clock import Clock
 from broker.errors import AccordError, ConfigError, Conflict
+from broker.idempotency import DEFAULT_RETENTION as IDEMPOTENCY_RETENTION
 from broker.job_ports import JobAuditAppender, JobUnitOfWorkFactory
 
 log = logging.getLogger("broker.jobs")
@@ -260,6 +261,7 @@ class RetentionPurge:
         audit: JobAuditAppender,
         clock: Clock,
         batch_size: int = 1000,
+        idempotency_keys: timedelta = IDEMPOTENCY_RETENTION,
     ) -> None:
         if batch_size < 1:
             raise ConfigError("the retention batch size must be at least 1")
@@ -268,6 +270,7 @@ class RetentionPurge:
         self._audit = audit
         self._clock = clock
         self._batch = batch_size
+        self._keys_kept = idempotency_keys
 
     def __call__(self) -> Mapping[str, int]:
         """Purge every dataset that states a retention period; returns the totals deleted."""
@@ -283,7 +286,19 @@ class RetentionPurge:
                     totals.update(deleted)
                     if deleted["records"] < self._batch:
                         break
+        totals["idempotency_keys"] = self._forget_keys(stamp(now - self._keys_kept))
         return dict(totals)
+
+    def _forget_keys(self, cutoff: str) -> int:
+        """Forget ingest idempotency keys stored before the cut-off (``broker.idempotency``).
+
+        Not audited: a key's row holds digests and the broker's own counts, nothing
+        about a person, and a retry after this is simply processed afresh.
+        """
+        with self._units() as uow:
+            forgotten = uow.idempotency.purge(cutoff)
+            uow.commit()
+        return forgotten
 
     def _purge_batch(self, agreement: Agreement, dataset: Dataset, cutoff: str) -> Counter[str]:
         assert dataset.retention is not None  # checked by the caller

@@ -175,7 +175,11 @@ def job_runner_for(
         return audit_log.append(uow.audit, event, at=stamp(clock.now()), signer=signer)
 
     purge = RetentionPurge(
-        units=units, registry=lambda: broker.registry, audit=append_audit, clock=clock
+        units=units,
+        registry=lambda: broker.registry,
+        audit=append_audit,
+        clock=clock,
+        idempotency_keys=timedelta(days=runtime.settings.idempotency_key_days),
     )
     checkpoint_every = options.checkpoint_every_seconds or signer.every_seconds
     jobs = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from broker.bootstrap import Runtime
+from broker.clock import FixedClock
 from broker.db.handles import AUDIT, BATCH, RECORD
 from broker.db.idempotency_repository import IDEMPOTENCY, SqlIdempotency
 from broker.idempotency import (
@@ -23,9 +25,12 @@ from broker.idempotency import (
     replay,
     scope_for,
 )
+from broker.jobs import RETENTION
+from broker.startup import job_runner_for
 from broker.web.app import create_app
 from tests.auth_helpers import agency_headers
 from tests.helpers import AGREEMENT, school_record
+from tests.job_checks import recorded_runs
 
 BATCHES = f"/v1/agreements/{AGREEMENT}/datasets/school-attendance/batches"
 
@@ -204,12 +209,26 @@ def test_concurrent_requests_with_one_key_store_once_and_answer_alike(
     assert _count(runtime, BATCH) == 1
 
 
-def test_old_keys_are_purged(runtime: Runtime, client: TestClient, school: dict[str, str]) -> None:
+def test_the_retention_job_forgets_keys_after_the_retention_period(
+    runtime: Runtime, client: TestClient, school: dict[str, str], clock: FixedClock
+) -> None:
     assert _post(client, school, "key-1", ["SCH-1"]).status_code == 201
-    with runtime.engine.begin() as connection:
-        assert SqlIdempotency(connection).purge("0000") == 0
-        assert SqlIdempotency(connection).purge("9999") == 1
-    # Forgotten: the same key is now new, and the duplicate record is what refuses it.
-    again = _post(client, school, "key-1", ["SCH-1"])
+    runner = job_runner_for(runtime, clock=clock)
+    assert runner.run_due() == 2
+    assert _count(runtime, IDEMPOTENCY) == 1
+    # Kept 7 days by default (BROKER_IDEMPOTENCY_KEY_DAYS); records are kept 120.
+    clock.advance(timedelta(days=7, seconds=1))
+    assert runner.run_due() == 2
+    assert _count(runtime, IDEMPOTENCY) == 0
+    assert _count(runtime, RECORD) == 1
+    runs, _ = recorded_runs(runtime.engine)
+    # The first run, over a week old, is forgotten as the new one is recorded.
+    (run,) = [r for r in runs if r.job == RETENTION]
+    assert run.counts["idempotency_keys"] == 1
+    # Forgotten: the same key is new again, and the stored record is what refuses the batch.
+    fresh = agency_headers(runtime.broker, "school")  # a week on, the old token has expired
+    again = _post(client, fresh, "key-1", ["SCH-1"])
     assert again.status_code == 422, again.text
     assert again.json()["error"]["code"] == "batch_invalid"
+    with runtime.engine.begin() as connection:
+        assert SqlIdempotency(connection).purge("9999") == 0
