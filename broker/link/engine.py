@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from broker.errors import Location, ValidationError
-from broker.link.blocking import candidate_pairs
-from broker.link.cluster import CompareFn, Guard, Link, cluster
+from broker.link.blocking import BlockIndex, candidate_pairs
+from broker.link.cluster import CompareFn, Guard, Link, cluster, cluster_id
 from broker.link.compare import make_comparer
 from broker.link.config import DEFAULT_CONFIG, LinkageConfig
 from broker.link.households import households
-from broker.link.model import Model, estimate_quality, fit
+from broker.link.model import Model, estimate_quality, fit, probability
 from broker.link.types import Band, Comparison, EncodedRecord, Level, ScoredPair
 
 PairsFn = Callable[[Sequence[EncodedRecord]], Iterable[tuple[int, int]]]
@@ -199,3 +199,193 @@ def link_records(
     if model is None:
         model = fit(comparisons, config, random_levels=random_levels(ordered, compare, config))
     return _result(ordered, comparisons, model, config, compare)
+
+
+class IncrementalLinker:
+    """Links batches as they arrive; after any batches, the clusters of ``link_records`` over all.
+
+    With a ``model`` (fit once, held): each new record is compared with the
+    records sharing a block (``BlockIndex``), and only the components of the
+    match graph the batch touched are clustered again, so one record against a
+    million costs its candidates, not the million. Without one, each batch
+    refits and relinks everything: exact, and slow. The equality holds while no
+    block passes the blocking cap (``broker.link.blocking``), beyond which the
+    index keeps pairs it found before the block grew.
+    """
+
+    def __init__(
+        self,
+        config: LinkageConfig = DEFAULT_CONFIG,
+        model: Model | None = None,
+        *,
+        compare: CompareFn | None = None,
+    ) -> None:
+        self._config = config
+        self._model = model
+        self._compare = compare or default_steps(config)[1]
+        self._records: list[EncodedRecord] = []
+        self._refs: set[str] = set()
+        self._position: dict[str, int] = {}
+        self._index = BlockIndex()
+        self._pairs: list[ScoredPair] = []  # above non-match, or all when kept
+        self._bands: Counter[Band] = Counter()
+        self._posterior_total = 0.0
+        self._match_posterior = 0.0
+        self._parent: list[int] = []
+        self._members: dict[int, list[int]] = {}
+        self._links: dict[int, list[Link]] = {}
+        # Per component root: refused ref pairs and their posteriors.
+        self._refused: dict[int, dict[tuple[str, str], float]] = {}
+        self._refused_count = 0
+        self._refused_posterior = 0.0
+        self._labels: list[str] = []
+        self._comparisons = 0
+        self._last: LinkResult | None = None
+
+    def add(self, records: Sequence[EncodedRecord]) -> LinkResult:
+        """Link a batch: the refs whose cluster is new or may have changed, the new pairs.
+
+        ``quality`` is over everything so far; ``households`` are left to ``result``.
+        """
+        batch = _sorted_unique(records)
+        if any(record.ref in self._refs for record in batch):
+            raise ValidationError(
+                "a record with this ref was already linked; refs must be unique",
+                code="duplicate_ref",
+            )
+        self._refs.update(record.ref for record in batch)
+        if self._model is None:
+            self._records.extend(batch)
+            self._last = link_records(self._records, self._config, compare=self._compare)
+            return self._last
+        return self._add_with(batch, self._model)
+
+    def result(self) -> LinkResult:
+        """Everything linked so far, as ``link_records`` over all of it gives."""
+        if self._model is None:
+            if self._last is None:
+                return link_records([], self._config, model=fit([]), compare=self._compare)
+            return self._last
+        pairs = sorted(
+            (self._adjusted(p) for p in self._pairs), key=lambda p: (p.left_ref, p.right_ref)
+        )
+        clusters = {r.ref: label for r, label in zip(self._records, self._labels, strict=True)}
+        return LinkResult(
+            clusters=dict(sorted(clusters.items())),
+            pairs=pairs,
+            quality=self._quality(),
+            comparisons=self._comparisons,
+            households=households(self._records, self._labels),
+            model=self._model,
+        )
+
+    def _quality(self) -> QualityEstimate:
+        bands = dict(self._bands)
+        matched = bands.get(Band.MATCH, 0) - self._refused_count
+        bands[Band.MATCH] = matched
+        bands[Band.POSSIBLE] = bands.get(Band.POSSIBLE, 0) + self._refused_count
+        mass = self._match_posterior - self._refused_posterior
+        return QualityEstimate(
+            precision=mass / matched if matched else 1.0,
+            recall=mass / self._posterior_total if self._posterior_total > 0 else 1.0,
+            pairs_per_band={band: bands.get(band, 0) for band in Band},
+            records=len(self._records),
+            clusters=len(set(self._labels)),
+            refused_links=self._refused_count,
+        )
+
+    def _adjusted(self, pair: ScoredPair) -> ScoredPair:
+        if pair.band is not Band.MATCH:
+            return pair
+        root = self._find(self._position[pair.left_ref])
+        if (pair.left_ref, pair.right_ref) not in self._refused.get(root, {}):
+            return pair
+        return ScoredPair(
+            pair.left_ref, pair.right_ref, pair.weight, pair.probability,
+            Band.POSSIBLE, pair.rule, pair.levels,
+        )  # fmt: skip
+
+    def _find(self, i: int) -> int:
+        parent = self._parent
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def _add_with(self, batch: Sequence[EncodedRecord], model: Model) -> LinkResult:
+        compare, keep = self._compare, self._config.keep_non_matches
+        touched: set[int] = set()
+        new_pairs: list[ScoredPair] = []
+        compared = 0
+        for record in batch:
+            position = len(self._records)
+            self._records.append(record)
+            self._position[record.ref] = position
+            self._parent.append(position)
+            self._labels.append(cluster_id(record.ref))
+            touched.add(position)
+            for other in sorted(self._index.candidates(record)):
+                levels, rule = compare(self._records[other], record)
+                comparison = Comparison(other, position, levels, rule)
+                pair, weight = _scored(self._records, comparison, model)
+                compared += 1
+                self._posterior_total += pair.probability
+                self._bands[pair.band] += 1
+                if pair.band is Band.MATCH:
+                    self._match_posterior += pair.probability
+                    touched.add(self._join(Link(other, position, weight, levels)))
+                if pair.band is not Band.NON_MATCH or keep:
+                    self._pairs.append(pair)
+                    new_pairs.append(pair)
+            self._index.add(position, record)
+        self._comparisons += compared
+        changed: dict[str, str] = {}
+        for root in sorted({self._find(t) for t in touched}):
+            changed.update(self._recluster(root))
+        return LinkResult(
+            clusters=dict(sorted(changed.items())),
+            pairs=[self._adjusted(p) for p in new_pairs],
+            quality=self._quality(),
+            comparisons=compared,
+            model=model,
+        )
+
+    def _join(self, link: Link) -> int:
+        ra, rb = self._find(link.left), self._find(link.right)
+        if ra != rb:
+            if len(self._members.get(ra, [ra])) < len(self._members.get(rb, [rb])):
+                ra, rb = rb, ra
+            self._parent[rb] = ra
+            self._members[ra] = self._members.pop(ra, [ra]) + self._members.pop(rb, [rb])
+            self._links[ra] = self._links.pop(ra, []) + self._links.pop(rb, [])
+            # Kept with the new root, so re-clustering it first takes back their count.
+            self._refused[ra] = {**self._refused.pop(ra, {}), **self._refused.pop(rb, {})}
+        self._links.setdefault(ra, []).append(link)
+        return ra
+
+    def _recluster(self, root: int) -> dict[str, str]:
+        members = sorted(self._members.get(root, [root]))
+        local = {position: i for i, position in enumerate(members)}
+        records = [self._records[p] for p in members]
+        links = [
+            Link(local[x.left], local[x.right], x.weight, x.levels)
+            for x in self._links.get(root, [])
+        ]
+        guard = Guard(records, self._compare, self._config.guard)
+        outcome = cluster([r.ref for r in records], links, guard)
+        old = self._refused.pop(root, {})
+        self._refused_count -= len(old)
+        self._refused_posterior -= sum(old.values())
+        new: dict[tuple[str, str], float] = {}
+        for x in outcome.refused:
+            a, b = records[x.left].ref, records[x.right].ref
+            new[(a, b) if a < b else (b, a)] = probability(x.weight)
+        if new:
+            self._refused[root] = new
+        self._refused_count += len(new)
+        self._refused_posterior += sum(new.values())
+        changed = {}
+        for position, label in zip(members, outcome.labels, strict=True):
+            self._labels[position] = label
+            changed[self._records[position].ref] = label
+        return changed
