@@ -47,14 +47,6 @@ def _dice_at_least(left: int | None, right: int | None, threshold: float) -> boo
     return 2 * (left & right).bit_count() >= threshold * (left.bit_count() + right.bit_count())
 
 
-def _identity(left: Mapping[str, str], right: Mapping[str, str], form: str) -> Level:
-    a = left.get(form)
-    b = right.get(form)
-    if a is None or b is None:
-        return _MISSING
-    return _AGREE if a == b else _DISAGREE
-
-
 def _given(
     lt: Mapping[str, str], rt: Mapping[str, str], lb: Mapping[str, int], rb: Mapping[str, int]
 ) -> Level:
@@ -98,40 +90,38 @@ def _swapped(lt: Mapping[str, str], rt: Mapping[str, str]) -> bool:
     return a is not None and a == rt.get("names_sorted")
 
 
-def _dob(
-    lt: Mapping[str, str], rt: Mapping[str, str], lb: Mapping[str, int], rb: Mapping[str, int]
-) -> Level:
-    a = lt.get("dob")
-    b = rt.get("dob")
-    if a is None or b is None:
-        return _MISSING
-    if a == b:
-        return _AGREE
-    # dob_swapped is framed as a dob, so it equals the other's dob when only day and
-    # month were exchanged (the relation is symmetric, so one direction suffices).
-    if (
-        lt.get("dob_swapped") == b
-        or lt.get("dob_year_month") == rt.get("dob_year_month")
-        or _dice_at_least(lb.get("date_of_birth"), rb.get("date_of_birth"), DOB_NEAR)
-    ):
-        return _NEAR
-    return _DISAGREE
+# The least level each form's field must reach for a key over that form to be shared:
+# an exact form needs AGREE, a looser one NEAR; an initial or a year needs only presence.
+_FORM_FIELD_LEVEL: Mapping[str, tuple[int, Level]] = {
+    "nhs": (0, _AGREE),
+    "upn": (1, _AGREE),
+    "given": (2, _AGREE),
+    "given_variant": (2, _NEAR),
+    "given_phonetic": (2, _NEAR),
+    "given_initial": (2, _DISAGREE),
+    "family": (3, _AGREE),
+    "family_phonetic": (3, _NEAR),
+    "family_initial": (3, _DISAGREE),
+    "names_sorted": (2, _NEAR),
+    "dob": (4, _AGREE),
+    "dob_swapped": (4, _NEAR),
+    "dob_unordered": (4, _NEAR),
+    "dob_year": (4, _DISAGREE),
+    "dob_year_month": (4, _NEAR),
+    "sex": (5, _AGREE),
+    "postcode": (6, _AGREE),
+    "postcode_sector": (6, _NEAR),
+    "postcode_district": (6, _NEAR),
+    "household": (6, _AGREE),
+}
 
 
-def _postcode(lt: Mapping[str, str], rt: Mapping[str, str]) -> Level:
-    a = lt.get("postcode")
-    b = rt.get("postcode")
-    if a is None or b is None:
-        return _MISSING
-    if a == b:
-        return _AGREE
-    sector = lt.get("postcode_sector")
-    district = lt.get("postcode_district")
-    if (sector is not None and sector == rt.get("postcode_sector")) or (
-        district is not None and district == rt.get("postcode_district")
-    ):
-        return _NEAR
-    return _DISAGREE
+def _requirements(forms: tuple[str, ...]) -> tuple[tuple[int, Level], ...]:
+    needed: dict[int, Level] = {}
+    for form in forms:
+        position, level = _FORM_FIELD_LEVEL[form]
+        needed[position] = max(level, needed.get(position, _DISAGREE))
+    return tuple(sorted(needed.items()))
 
 
 def make_comparer(cascade: Cascade = DEFAULT_CASCADE) -> Comparer:
@@ -140,26 +130,62 @@ def make_comparer(cascade: Cascade = DEFAULT_CASCADE) -> Comparer:
     The encoder and the comparer must use the same cascade: a key the encoder
     did not make is never shared.
     """
-    names = tuple(key.name for key in validate_cascade(cascade))
+    # Each key with what its fields' levels must reach before its tokens are worth
+    # looking up: most candidate pairs disagree on a name or the date, and skip them all.
+    keys = tuple((key.name, _requirements(key.forms)) for key in validate_cascade(cascade))
 
     def compare_with(left: EncodedRecord, right: EncodedRecord) -> tuple[Levels, str | None]:
+        # One body with no calls per field: this runs for every candidate pair.
         lt = left.tokens
         rt = right.tokens
-        lb = left.blooms
-        rb = right.blooms
-        levels = (
-            _identity(lt, rt, "nhs"),
-            _identity(lt, rt, "upn"),
-            _given(lt, rt, lb, rb),
-            _family(lt, rt, lb, rb),
-            _dob(lt, rt, lb, rb),
-            _identity(lt, rt, "sex"),
-            _postcode(lt, rt),
-        )
-        for name in names:  # strongest first, so the first shared is the strongest
-            token = lt.get(name)
-            if token is not None and token == rt.get(name):
-                return levels, name
+        get_l = lt.get
+        get_r = rt.get
+        a, b = get_l("nhs"), get_r("nhs")
+        nhs = _MISSING if a is None or b is None else _AGREE if a == b else _DISAGREE
+        a, b = get_l("upn"), get_r("upn")
+        upn = _MISSING if a is None or b is None else _AGREE if a == b else _DISAGREE
+        a, b = get_l("sex"), get_r("sex")
+        sex = _MISSING if a is None or b is None else _AGREE if a == b else _DISAGREE
+        given = _given(lt, rt, left.blooms, right.blooms)
+        family = _family(lt, rt, left.blooms, right.blooms)
+        a, b = get_l("dob"), get_r("dob")
+        if a is None or b is None:
+            dob = _MISSING
+        elif a == b:
+            dob = _AGREE
+        elif (
+            get_l("dob_swapped") == b
+            or get_l("dob_year_month") == get_r("dob_year_month")
+            or _dice_at_least(
+                left.blooms.get("date_of_birth"), right.blooms.get("date_of_birth"), DOB_NEAR
+            )
+        ):
+            # dob_swapped is framed as a dob, so it equals the other's dob when only day
+            # and month were exchanged (a symmetric relation: one direction suffices).
+            dob = _NEAR
+        else:
+            dob = _DISAGREE
+        a, b = get_l("postcode"), get_r("postcode")
+        if a is None or b is None:
+            postcode = _MISSING
+        elif a == b:
+            postcode = _AGREE
+        else:
+            a = get_l("postcode_sector")
+            b = get_l("postcode_district")
+            near = (a is not None and a == get_r("postcode_sector")) or (
+                b is not None and b == get_r("postcode_district")
+            )
+            postcode = _NEAR if near else _DISAGREE
+        levels = (nhs, upn, given, family, dob, sex, postcode)
+        for name, needed in keys:  # strongest first, so the first shared is the strongest
+            for position, least in needed:
+                if levels[position] < least:
+                    break
+            else:
+                token = get_l(name)
+                if token is not None and token == get_r(name):
+                    return levels, name
         return levels, None
 
     return compare_with

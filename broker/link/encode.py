@@ -267,7 +267,7 @@ def parse_identifiers(identifiers: Mapping[str, str]) -> _Parsed:
         forms["sex"] = sex
     if not postcode and "postcode_not_uk" in notes:
         # Not a UK shape, but still what the agency typed: kept as a comparable string.
-        postcode = " ".join((identifiers.get("postcode") or "").upper().split())
+        postcode = "".join((identifiers.get("postcode") or "").upper().split())
     if postcode:
         _postcode_forms(forms, postcode, identifiers.get("address_line") or "", notes)
     if not (nhs or upn or (dob and (given or family))):
