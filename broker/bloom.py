@@ -46,6 +46,11 @@ What this does not protect against, and what a caller must know:
 - Salting by year of birth means a record with a wrong birth year is no more
   similar to its true match than chance; the deterministic keys and blocking
   must catch those.
+  For that reason the linkage engine's per-field encodings
+  (``broker.link.encode``) are salted by no record attribute at all (salt
+  ``""``): any attribute used as a salt turns an error in it into a lost name
+  similarity. Their protection is the key, the field name in every message,
+  and never leaving the broker; see docs/similarity-encodings.md.
 - Anyone holding the linkage key can encode guesses and compare: the encodings
   are exactly as secret as the key.
 - A missing field sets no bits; ``comparison_level`` says ``MISSING`` rather than
