@@ -440,6 +440,7 @@ def private_key_needles(folder: Path) -> Iterator[Needle]:
             yield Needle(f"private key in {path.name}", line, whole_word=False, fold_case=False)
 
 
+@pytest.mark.e2e
 def test_the_demo_ran_at_debug_and_was_captured(demo_run: DemoRun) -> None:
     completed = demo_run.completed
     assert completed.returncode == 0, completed.stderr[-2000:]
@@ -458,6 +459,7 @@ def test_the_demo_ran_at_debug_and_was_captured(demo_run: DemoRun) -> None:
     assert all(_as_list(e["sent_secrets"]) for e in issuing)
 
 
+@pytest.mark.e2e
 def test_the_agreement_releases_no_identifier(demo_run: DemoRun) -> None:
     # Identifiers are searched in release bodies too; that is right only while no
     # release in the demo's agreement carries an identifier field.
@@ -551,6 +553,7 @@ def leaks(needles: Needles, stack: Haystack) -> list[str]:
     return sorted({f"{label} ({where})" for label, where in found})
 
 
+@pytest.mark.e2e
 def test_nothing_identifying_or_secret_reaches_logs_or_bodies(demo_run: DemoRun) -> None:
     assert demo_run.completed.returncode == 0, demo_run.completed.stderr[-2000:]
     needles = needles_of(demo_run)
@@ -575,6 +578,7 @@ def test_find_matches_values_as_whole_words_and_secrets_anywhere() -> None:
     assert find([Needle("key", "abcd", whole_word=False, fold_case=False)], texts) == []
 
 
+@pytest.mark.e2e
 def test_the_search_finds_what_is_planted(demo_run: DemoRun) -> None:
     """The real captured output with values planted in it: each is reported, by label only."""
     needles = needles_of(demo_run)
