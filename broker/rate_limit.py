@@ -220,11 +220,14 @@ class RateLimiter:
         """How many buckets are held (bounded by forgetting full ones)."""
         return len(self._buckets)
 
-    def settle(self) -> list[RefusalReport]:
-        """Totals of refusal windows that are over, for buckets no request has touched since."""
+    def settle(self, *, final: bool = False) -> list[RefusalReport]:
+        """Totals of refusal windows that are over, for buckets no request has touched since.
+
+        ``final`` closes every window now, over or not (the process is stopping).
+        """
         now = microseconds(self._clock.now())
         with self._lock:
-            return self._tally.settle_all(now)
+            return self._tally.settle_all(now + TALLY_WINDOW_US if final else now)
 
     def _forget_full(self, now_us: int) -> None:
         # Caller holds the lock. Only full buckets go: forgetting one changes nothing.

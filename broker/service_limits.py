@@ -83,9 +83,12 @@ class LimitUseCases(BrokerCore):
             report=report,
         )
 
-    def settle_rate_refusals(self) -> int:
-        """Audit the totals of refusal windows that have ended; returns how many entries."""
-        reports = self.rate_limiter.settle()
+    def settle_rate_refusals(self, *, final: bool = False) -> int:
+        """Audit the totals of refusal windows that have ended; returns how many entries.
+
+        ``final`` (at shutdown) closes every window, ended or not, so no count is lost.
+        """
+        reports = self.rate_limiter.settle(final=final)
         if reports:
             self._audit_rate_refusals(reports, None, None)
         return len(reports)

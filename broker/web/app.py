@@ -55,6 +55,8 @@ def create_app(
         if jobs is not None:
             # Off the event loop: a job under way finishes before the engine goes.
             await asyncio.to_thread(jobs.stop)
+        # Rate-limit refusal windows still open are audited with their counts so far.
+        await asyncio.to_thread(runtime.broker.settle_rate_refusals, final=True)
         runtime.engine.dispose()
         if telemetry is None:
             observed.shutdown()

@@ -195,3 +195,18 @@ def test_each_worker_enforces_its_share_of_the_limit(
             _refused(client.post(LOOKUPS, json=LOOKUP, headers=police), 20)
     finally:
         built.engine.dispose()
+
+
+def test_shutdown_audits_the_count_of_an_open_window(limited: Runtime) -> None:
+    with TestClient(create_app(limited)) as client:
+        police = agency_headers(limited.broker, "police")
+        for _ in range(3):
+            client.post(LOOKUPS, json=LOOKUP, headers=police)
+        for _ in range(7):
+            _refused(client.post(LOOKUPS, json=LOOKUP, headers=police), 10)
+        assert [e["refused"] for e in _rate_entries(limited)] == [1]
+    # The app stopped within the minute: its total was audited on the way down.
+    assert [(e["refused"], e["window_closed"]) for e in _rate_entries(limited)] == [
+        (1, False),
+        (7, True),
+    ]

@@ -175,3 +175,16 @@ def test_another_agencys_request_closes_a_finished_window() -> None:
     limiter.admit(("school", KEY[1], KEY[2]), rate, report=reports)  # police never returns
     assert reports.seen[-1] == RefusalReport(KEY, microseconds(START), 4, final=True)
     assert limiter.settle() == []
+
+
+def test_final_settle_closes_windows_that_are_still_open() -> None:
+    limiter = RateLimiter(FixedClock(START))
+    reports = Reports()
+    rate = Rate(per_minute=1, burst=1)
+    limiter.admit(KEY, rate, report=reports)
+    for _ in range(3):
+        with pytest.raises(RateLimited):
+            limiter.admit(KEY, rate, report=reports)
+    assert limiter.settle() == []
+    assert limiter.settle(final=True) == [RefusalReport(KEY, microseconds(START), 3, final=True)]
+    assert limiter.settle(final=True) == []
