@@ -39,6 +39,10 @@ def canonical_form(agreement: Agreement) -> bytes:
     # Limits came later: an agreement without them signs the bytes it always did.
     if content.get("limits") is None:
         content.pop("limits", None)
+    # So did the engine's cascade and thresholds in the linkage section.
+    for later in ("cascade", "thresholds"):
+        if content.get("linkage", {}).get(later, ...) is None:
+            content["linkage"].pop(later)
     return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
         "utf-8"
     )

@@ -12,7 +12,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from broker.link.config import CascadeKeySpec, Thresholds, to_cascade
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9\-]{0,62}$"
 FIELD_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
@@ -80,12 +82,25 @@ class RightsTerms(Frozen):
 
 
 class Linkage(Frozen):
-    """Which match keys link records of different providers, strongest first."""
+    """Which match keys link records of different providers, strongest first.
+
+    ``cascade`` and ``thresholds`` configure the probabilistic engine
+    (``broker.link.config``); absent (None) they are its defaults, and an
+    agreement written before they existed signs the bytes it always did.
+    """
 
     match_keys: tuple[MatchKeyName, ...] = Field(
         default=("nhs", "upn", "name_dob_postcode"), min_length=1
     )
     method: Literal["keyed_hash"] = "keyed_hash"
+    cascade: tuple[CascadeKeySpec, ...] | None = Field(default=None, min_length=1, max_length=32)
+    thresholds: Thresholds | None = None
+
+    @model_validator(mode="after")
+    def _cascade_valid(self) -> Linkage:
+        if self.cascade is not None:
+            to_cascade(self.cascade)  # ValueError naming the key that is wrong
+        return self
 
 
 class Approval(Frozen):

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from broker.errors import ValidationError
+from agreements.approval import canonical_form
+from agreements.loader import load_agreement
+from broker.errors import AgreementError, ValidationError
 from broker.link.config import (
     DEFAULT_CASCADE_SPEC,
     DEFAULT_CONFIG,
@@ -168,3 +170,60 @@ def test_config_is_frozen() -> None:
     with pytest.raises(Exception, match="frozen"):
         DEFAULT_CONFIG.decisive_weight = 3.0  # type: ignore[misc]
     assert isinstance(LinkageConfig(), LinkageConfig)
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "agreements" / "examples" / "mace-cohort.yaml"
+
+
+def _agreement_with(tmp_path: Path, extra: str) -> Path:
+    text = EXAMPLE.read_text(encoding="utf-8").replace(
+        "  match_keys: [nhs, upn, name_dob_postcode]\n  method: keyed_hash\n",
+        "  match_keys: [nhs, upn, name_dob_postcode]\n  method: keyed_hash\n" + extra,
+    )
+    path = tmp_path / "agreement.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_an_agreement_without_engine_settings_signs_what_it_always_did() -> None:
+    agreement = load_agreement(EXAMPLE, verify_approvals=True, today=None)
+    assert agreement.linkage.cascade is None
+    assert agreement.linkage.thresholds is None
+    form = canonical_form(agreement)
+    assert b'"cascade"' not in form
+    assert b'"thresholds"' not in form
+    config = DEFAULT_CONFIG.with_agreement(agreement.linkage.cascade, agreement.linkage.thresholds)
+    assert config == DEFAULT_CONFIG
+
+
+def test_an_agreement_declares_its_cascade_and_thresholds(tmp_path: Path) -> None:
+    extra = (
+        "  cascade:\n"
+        "    - {name: nhs, forms: [nhs], strength: 3}\n"
+        "    - {name: name_dob_postcode, forms: [given, family, dob, postcode], strength: 2}\n"
+        "  thresholds: {match_at: 0.999, possible_at: 0.4}\n"
+    )
+    agreement = load_agreement(_agreement_with(tmp_path, extra), verify_approvals=False)
+    assert agreement.linkage.thresholds == Thresholds(match_at=0.999, possible_at=0.4)
+    assert b'"thresholds":{"match_at":0.999' in canonical_form(agreement)
+    config = DEFAULT_CONFIG.with_agreement(agreement.linkage.cascade, agreement.linkage.thresholds)
+    assert [k.name for k in config.cascade] == ["nhs", "name_dob_postcode"]
+    assert config.strong_rules == frozenset({"nhs"})
+    assert config.thresholds.match_at == 0.999
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "  thresholds: {match_at: 0.3, possible_at: 0.4}\n",
+        "  cascade:\n    - {name: nhs, forms: [nhs]}\n",
+        "  cascade:\n    - {name: odd, forms: [shoe_size], strength: 2}\n",
+        "  thresholds: {match_at: 0.99, possible_at: 0.4, tolerance: 1}\n",
+    ],
+)
+def test_an_agreement_with_bad_engine_settings_is_refused(tmp_path: Path, extra: str) -> None:
+    with pytest.raises(AgreementError) as caught:
+        load_agreement(_agreement_with(tmp_path, extra), verify_approvals=False)
+    assert any(
+        "linkage" in p.message or "linkage" in str(p.location.field) for p in caught.value.problems
+    )
