@@ -94,7 +94,8 @@ def authorise(request: Request, broker: Annotated[Broker, Depends(get_broker)]) 
         setattr(request.state, _STATE_KEY, principal)
 
 
-def authorised_principal(
+# Async: no I/O here, so FastAPI runs it on the event loop instead of a worker thread.
+async def authorised_principal(
     request: Request,
     _token: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -109,7 +110,7 @@ def authorised_principal(
     return principal
 
 
-def authorised_agency(principal: Annotated[Principal, Depends(authorised_principal)]) -> str:
+async def authorised_agency(principal: Annotated[Principal, Depends(authorised_principal)]) -> str:
     """The agency of the admitted principal, for routes only agency roles may call.
 
     The matrix admits only agency roles to such routes; an administrator here

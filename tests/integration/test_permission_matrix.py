@@ -42,7 +42,7 @@ from sqlalchemy.engine import make_url
 from broker.bootstrap import Runtime, build_runtime
 from broker.clock import FixedClock
 from broker.config import Settings, load_settings
-from broker.permissions import MATRIX, Membership
+from broker.permissions import MATRIX, CheckedBy, Membership
 from broker.principal import Role
 from broker.service import Broker
 from broker.web.app import create_app
@@ -447,3 +447,25 @@ def test_the_administrator_oversees_every_agreement_and_the_whole_log(world: Wor
     assert {"operator", PARTY} <= {e["actor"] for e in everyone}
     assert all(e["actor"] == STRANGER for e in own)
     assert all("subject_id" not in e or e["subject_id"] is None for e in everyone)
+
+
+@pytest.mark.parametrize(
+    "operation", sorted(n for n, e in MATRIX.items() if e.checked_by is CheckedBy.SERVICE)
+)
+def test_membership_the_service_checks_is_refused_and_audited(operation: str, world: World) -> None:
+    """Why those checks stay in the service: each refusal is an audit entry IG leads count."""
+    entry, example = MATRIX[operation], EXAMPLES_BY_OPERATION[operation]
+    role = next(iter(entry.roles))
+    caller = next(c for c in CALLERS if c.stranger and c.role is role)
+    broker = world.runtime.broker
+    before = broker.audit_head()[0]
+    response = _send(
+        world.client,
+        world.routes[operation],
+        example.stranger or example.allowed,
+        world.headers[caller.name],
+    )
+    assert response.status_code == entry.non_party.status, response.text
+    added = broker.audit_page(actor=None, after=before, limit=100)
+    refusals = [e.event for e in added if e.event.outcome == "refused"]
+    assert [(e.actor, e.reason_code) for e in refusals] == [(STRANGER, entry.non_party.code)]
