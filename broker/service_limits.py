@@ -10,6 +10,7 @@ limit bounds how many there can be).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import UTC, date, datetime
@@ -17,11 +18,12 @@ from typing import get_args
 
 from agreements.models import Agreement, LimitKind, Limits
 from audit.events import Action, AuditEvent
-from broker.errors import NotFound, Refused
+from broker.errors import NotFound, Refused, StorageError
 from broker.interfaces import UnitOfWork
 from broker.rate_limit import MICROSECONDS, TALLY_WINDOW_US, Rate, RateLimiter, RefusalReport
 from broker.service_core import BrokerCore
 
+log = logging.getLogger("broker.limits")
 LIMIT_KINDS: tuple[str, ...] = get_args(LimitKind)
 # The audit action a refusal of each kind is recorded under. Notification covers
 # subscribing, polling and acknowledging; its refusals are recorded as polls.
@@ -89,8 +91,14 @@ class LimitUseCases(BrokerCore):
         ``final`` (at shutdown) closes every window, ended or not, so no count is lost.
         """
         reports = self.rate_limiter.settle(final=final)
-        if reports:
+        if not reports:
+            return 0
+        try:
             self._audit_rate_refusals(reports, None, None)
+        except StorageError:
+            # Called at shutdown too, when the database may be gone: say what was lost.
+            log.warning("rate-limit refusals of %d windows could not be audited", len(reports))
+            return 0
         return len(reports)
 
     def _limited_agreement(self, agreement_id: str) -> Agreement | None:

@@ -17,6 +17,7 @@ from agreements.demo_approvals import approve_for_demo
 from broker.bootstrap import Runtime, build_runtime
 from broker.clock import FixedClock
 from broker.config import Settings
+from broker.errors import RateLimited, StorageError
 from broker.web.app import create_app
 from tests.auth_helpers import agency_headers
 from tests.helpers import AGREEMENT, EXAMPLE_FILE, school_record
@@ -210,3 +211,21 @@ def test_shutdown_audits_the_count_of_an_open_window(limited: Runtime) -> None:
         (1, False),
         (7, True),
     ]
+
+
+def test_settling_with_the_database_gone_says_so_and_does_not_raise(
+    limited: Runtime, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = limited.broker
+    for _ in range(3):
+        broker.admit(agency="police", agreement_id=AGREEMENT, kind="lookup")
+    for _ in range(2):
+        with pytest.raises(RateLimited):
+            broker.admit(agency="police", agreement_id=AGREEMENT, kind="lookup")
+
+    def gone(*_args: object) -> None:
+        raise StorageError("the database could not be reached; try again shortly")
+
+    monkeypatch.setattr(broker, "_audit_rate_refusals", gone)
+    assert broker.settle_rate_refusals(final=True) == 0
+    assert "rate-limit refusals of 1 windows could not be audited" in caplog.text
