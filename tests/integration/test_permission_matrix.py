@@ -280,6 +280,14 @@ def _world(runtime: Runtime) -> Iterator[World]:
         yield World(runtime, client, routes, headers)
 
 
+def _world_on(url: str, folder: Path) -> Iterator[World]:
+    runtime = build_runtime(_settings(url, folder), clock=FixedClock(START))
+    try:
+        yield from _world(runtime)
+    finally:
+        runtime.engine.dispose()
+
+
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 )
@@ -289,16 +297,18 @@ def world(
     """The broker on SQLite, or on a new PostgreSQL database."""
     folder = tmp_path_factory.mktemp("matrix")
     if request.param == "sqlite":
-        urls: Iterator[str] = iter([f"sqlite:///{folder / 'accord.db'}"])
-    else:
-        require_postgres()
-        urls = _new_postgres_database()
-    for url in urls:
-        runtime = build_runtime(_settings(url, folder), clock=FixedClock(START))
-        try:
-            yield from _world(runtime)
-        finally:
-            runtime.engine.dispose()
+        yield from _world_on(f"sqlite:///{folder / 'accord.db'}", folder)
+        return
+    require_postgres()
+    for url in _new_postgres_database():
+        yield from _world_on(url, folder)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """A broker of its own on SQLite, for the run over a real server."""
+    folder = tmp_path_factory.mktemp("served")
+    yield from _world_on(f"sqlite:///{folder / 'accord.db'}", folder)
 
 
 def _headers(broker: Broker, caller: Caller) -> dict[str, str]:
@@ -379,15 +389,13 @@ def test_each_caller_gets_exactly_what_the_matrix_says(operation: str, world: Wo
 
 
 @pytest.fixture(scope="module")
-def live(world: World) -> Iterator[httpx.Client]:
-    """The same app served by a real uvicorn server on a free port (in a thread); SQLite only."""
-    if world.runtime.settings.database_url.startswith("postgresql"):
-        pytest.skip("the served run is on SQLite only; the in-process run covers PostgreSQL")
+def live(served: World) -> Iterator[httpx.Client]:
+    """The app served by a real uvicorn server on a free port (in a thread)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
     config = uvicorn.Config(
-        world.client.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        served.client.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -405,8 +413,8 @@ def live(world: World) -> Iterator[httpx.Client]:
 
 
 @pytest.mark.parametrize("operation", sorted(MATRIX))
-def test_over_a_real_server_too(operation: str, world: World, live: httpx.Client) -> None:
-    seen = _check_every_caller(operation, world.routes[operation], live, world.headers)
+def test_over_a_real_server_too(operation: str, served: World, live: httpx.Client) -> None:
+    seen = _check_every_caller(operation, served.routes[operation], live, served.headers)
     assert len(seen) == len(CALLERS)
 
 
