@@ -191,7 +191,8 @@ class Authenticator(IdentityBase):
                 if client is None or client.status != ACTIVE:
                     reason = "client_unknown" if client is None else "client_disabled"
                     raise ClientAuthFailed("refused", code="client_assertion_invalid")
-                keys = live_keys(uow.identity.client_keys(client_id), self._now())
+                at = now.isoformat(timespec="microseconds")
+                keys = live_keys(uow.identity.client_keys(client_id), at)
                 claims = verify_assertion(
                     assertion, client_id=client_id, keys=keys, audiences=audiences, now=now
                 )

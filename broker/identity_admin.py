@@ -55,12 +55,20 @@ class IdentityAdmin(IdentityBase):
     ) -> RegisteredClient:
         """Register an agency's system with its public key (Ed25519 or ECDSA P-256, PEM).
 
-        The agency must be a party to a loaded agreement. Returns the new client id.
+        The agency must be a party to a loaded agreement; a certificate thumbprint
+        needs ``BROKER_CLIENT_CERT_HEADER``. Returns the new client id.
         """
         if not self._is_party(agency_id):
             raise NotFound(f"agency '{agency_id}' is not a party to any loaded agreement")
         alg = key_algorithm(public_key_pem)
         thumbprint = None if cert_thumbprint is None else normalise_thumbprint(cert_thumbprint)
+        if thumbprint is not None and self.config.cert_header is None:
+            # Without the proxy's header no request could ever show the certificate.
+            raise ValidationError(
+                "a certificate-bound client needs BROKER_CLIENT_CERT_HEADER set to the header "
+                "the TLS proxy fills with the client certificate's SHA-256",
+                code="cert_header_unset",
+            )
         now = self._now()
         client = AgencyClient(
             client_id=new_client_id(agency_id),

@@ -91,9 +91,14 @@ def test_clients_and_accounts_through_their_life(server: Server, tmp_path: Path)
     assert _token_status(server, first) == 401  # no grace: replaced at once
     assert _token_status(server, second) == 200
 
+    unbound = _cli(env, cwd, "agencies", "add", "school", "--generate-credential", str(cwd / "s"),
+                   "--cert-thumbprint", "ab" * 32)  # fmt: skip
+    assert "BROKER_CLIENT_CERT_HEADER" in unbound.stderr
+    assert unbound.returncode == 1
+    proxied = {**env, "BROKER_CLIENT_CERT_HEADER": "X-Client-Cert-SHA256"}
     school = _ok(
         _cli(
-            env, cwd, "agencies", "add", "school",
+            proxied, cwd, "agencies", "add", "school",
             "--public-key", str(_ec_public_key(tmp_path / "school.pem")),
             "--cert-thumbprint", "ab" * 32,
         )

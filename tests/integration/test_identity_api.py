@@ -14,6 +14,7 @@ from broker.bootstrap import Runtime, build_runtime
 from broker.client_auth import ASSERTION_TYPE, generate_client_key
 from broker.clock import FixedClock
 from broker.config import Settings
+from broker.errors import ValidationError
 from broker.token_client import ClientCredential, sign_assertion
 from broker.web.app import create_app
 from tests.auth_helpers import TEST_PASSWORD, person_headers, register_agency_client
@@ -326,3 +327,11 @@ def test_each_role_signs_in_as_itself(client: TestClient, bound_runtime: Runtime
         token = headers["Authorization"].removeprefix("Bearer ")
         assert bound_runtime.broker.authenticate(token).role.value == role
         assert bound_runtime.broker.authenticate(token).agency == agency
+
+
+def test_binding_needs_the_proxy_header_configured(runtime: Runtime) -> None:
+    _, public_pem = generate_client_key()
+    with pytest.raises(ValidationError) as raised:
+        runtime.broker.identity.register_client("police", public_pem, cert_thumbprint=THUMBPRINT)
+    assert raised.value.code == "cert_header_unset"
+    assert runtime.broker.identity.clients() == []
