@@ -34,7 +34,15 @@ def post_batch(
     broker: BrokerDep,
     request_id: RequestIdDep,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(alias=HEADER)] = None,
+    # Required, but checked by the broker (400 idempotency_key_missing) rather than by
+    # FastAPI, so that a missing key gets the error shape and code every client expects.
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=HEADER,
+            description="Required. A unique value per batch (a UUID), the same when retrying it.",
+        ),
+    ] = None,
 ) -> BatchOut:
     """Store a batch all or nothing: any invalid record rejects the whole batch (422).
 
