@@ -23,6 +23,7 @@ import pstats
 import random
 import tempfile
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -172,7 +173,7 @@ def _stage_table(title: str, sample: Sample) -> Table:
         "service call outside the stages (transaction, commit, registry, decision)",
         service - inside,
     )
-    add("authentication (API key digest lookup)", auth)
+    add("authentication (token signature, then the client's status read)", auth)
     add(
         "web layer beyond a bare route (middleware, schemas)",
         total - service - auth - bare,
@@ -229,7 +230,9 @@ def run(
 
         def ingest(client: TestClient) -> Callable[[], None]:
             def send() -> None:
-                response = client.post(BATCH_PATH, json={"records": next(fresh)}, headers=provider)
+                # Every batch carries its own idempotency key (issue 8).
+                headers = {**provider, "Idempotency-Key": str(uuid.uuid4())}
+                response = client.post(BATCH_PATH, json={"records": next(fresh)}, headers=headers)
                 if response.status_code != 201:
                     raise RuntimeError(response.text)
 
