@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from audit.events import LoggedEntry
+
+# The largest integer a database column holds. Integers in paths and queries are
+# bounded by it (bodies by broker.web.json_guard), so a huge one is a 422 that the
+# schema declares, never an overflow in the database driver.
+SQL_INT_MAX = 2**63 - 1
+SQL_INT_MIN = -(2**63)
+PathInt = Annotated[int, Path(ge=SQL_INT_MIN, le=SQL_INT_MAX)]
 
 
 class _Body(BaseModel):

@@ -10,8 +10,9 @@ import pytest
 
 from broker.errors import ValidationError
 from broker.web.json_guard import JsonLimits, check_json_body
+from tests.auth_helpers import person_headers
 from tests.fuzz.conftest import Caller
-from tests.helpers import AGREEMENT, school_record
+from tests.helpers import AGREEMENT, idempotent, school_record
 
 BATCHES = f"/v1/agreements/{AGREEMENT}/datasets/school-attendance/batches"
 LIMITS = JsonLimits(max_depth=32, max_string_chars=4096)
@@ -117,8 +118,9 @@ def test_guard_over_http(  # noqa: PLR0917 - one parameter per column of HOSTILE
 def test_long_text_routes_keep_their_own_limit(caller: Caller) -> None:
     """An agreement document is long YAML in one string: the guard lets the route judge it."""
     document = "# " + "x" * 10_000 + "\nid: nope\n"
+    dpo = person_headers(caller.runtime.broker, "dpo", "school")
     response = caller.client.post(
-        "/v1/agreements/validate", json={"document": document}, headers=caller.keys["school"]
+        "/v1/agreements/validate", json={"document": document}, headers=dpo
     )
     assert response.status_code == 422, response.text
     assert response.json()["error"]["code"] != "json_string_too_long"
@@ -127,7 +129,9 @@ def test_long_text_routes_keep_their_own_limit(caller: Caller) -> None:
 def test_a_valid_batch_still_stores(caller: Caller) -> None:
     before = caller.counts()
     response = caller.client.post(
-        BATCHES, json={"records": [school_record("SCH-1")]}, headers=caller.keys["school"]
+        BATCHES,
+        json={"records": [school_record("SCH-1")]},
+        headers=idempotent(caller.keys["school"]),
     )
     assert response.status_code == 201, response.text
     assert caller.counts()["record"] == before["record"] + 1

@@ -26,7 +26,7 @@ router = APIRouter(prefix="/v1", tags=["aggregates"])
 
 _CSV = "text/csv"
 _RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorOut} for status in (400, 401, 403, 404, 415, 422, 503)
+    status: {"model": ErrorOut} for status in (400, 401, 403, 404, 413, 415, 422, 503)
 }
 _RESPONSES[200] = {"content": {_CSV: {"schema": {"type": "string"}}}}
 _RESPONSES[429] = {"model": ErrorOut}  # rate_limited, with Retry-After

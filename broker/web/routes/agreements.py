@@ -25,6 +25,7 @@ from broker.web.schemas import (
     ApprovalOut,
     ErrorOut,
     LifecycleOut,
+    PathInt,
     PolicyTestOut,
     ReasonIn,
     ValidationOut,
@@ -37,7 +38,7 @@ router = APIRouter(prefix="/v1/agreements", tags=["agreements"])
 _ERRORS = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 415, 422, 503)}
 
 
-@router.get("", response_model=list[AgreementOut])
+@router.get("", response_model=list[AgreementOut], responses=_ERRORS)  # type: ignore[arg-type]
 def list_agreements(principal: PrincipalDep, broker: BrokerDep) -> list[AgreementOut]:
     """The agreements the calling agency is a party to (all for the administrator)."""
     registry = broker.registry
@@ -103,7 +104,7 @@ def list_versions(
     responses=_ERRORS,  # type: ignore[arg-type]
 )
 def show_version(
-    agreement_id: str, version: int, principal: PrincipalDep, broker: BrokerDep
+    agreement_id: str, version: PathInt, principal: PrincipalDep, broker: BrokerDep
 ) -> VersionDocumentOut:
     """One version with its whole document (as JSON)."""
     summary = _summary(broker, principal.agency, agreement_id, version)
@@ -119,7 +120,7 @@ def show_version(
     responses=_ERRORS,  # type: ignore[arg-type]
 )
 def approve_version(
-    agreement_id: str, version: int, body: ApprovalIn, agency: AgencyDep, broker: BrokerDep
+    agreement_id: str, version: PathInt, body: ApprovalIn, agency: AgencyDep, broker: BrokerDep
 ) -> VersionOut:
     """Record the calling party's signed approval of this exact version."""
     approval = Approval(party=agency, **body.model_dump())
@@ -133,7 +134,7 @@ def approve_version(
     responses=_ERRORS,  # type: ignore[arg-type]
 )
 def activate_version(
-    agreement_id: str, version: int, agency: AgencyDep, broker: BrokerDep
+    agreement_id: str, version: PathInt, agency: AgencyDep, broker: BrokerDep
 ) -> VersionOut:
     """Put an approved version into force from its effective date (lead party only)."""
     broker.agreements.activate(agreement_id, version, actor=agency)

@@ -10,6 +10,7 @@ from audit.events import StoredCheckpoint
 from broker.web.authorise import AgencyDep, PrincipalDep
 from broker.web.deps import BrokerDep
 from broker.web.schemas import (
+    SQL_INT_MAX,
     AuditHeadOut,
     AuditPageOut,
     CheckpointOut,
@@ -19,19 +20,22 @@ from broker.web.schemas import (
     ErrorOut,
     InclusionProofOut,
     LogKeyOut,
+    PathInt,
     audit_entry_out,
 )
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
-_ERRORS = {status: {"model": ErrorOut} for status in (401, 403, 404, 409, 422, 503)}
+_ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 413, 415, 422, 503)}
 
 
 @router.get("/entries", response_model=AuditPageOut, responses=_ERRORS)  # type: ignore[arg-type]
 def audit_entries(
     principal: PrincipalDep,
     broker: BrokerDep,
-    after: Annotated[int, Query(ge=0, description="return entries after this position")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=SQL_INT_MAX, description="return entries after this position")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPageOut:
     """The caller's own audit entries (the administrator: everyone's), oldest first."""
@@ -62,7 +66,7 @@ def latest_checkpoint(_principal: PrincipalDep, broker: BrokerDep) -> Checkpoint
 
 
 @router.get("/checkpoints/{size}", response_model=CheckpointOut, responses=_ERRORS)  # type: ignore[arg-type]
-def checkpoint_at(size: int, _principal: PrincipalDep, broker: BrokerDep) -> CheckpointOut:
+def checkpoint_at(size: PathInt, _principal: PrincipalDep, broker: BrokerDep) -> CheckpointOut:
     """The checkpoint signed at exactly ``size`` entries."""
     return _checkpoint_out(broker.audit.checkpoint(size))
 
@@ -73,7 +77,9 @@ def checkpoint_at(size: int, _principal: PrincipalDep, broker: BrokerDep) -> Che
     status_code=201,
     responses=_ERRORS,  # type: ignore[arg-type]
 )
-def cosign(size: int, body: CosignatureIn, agency: AgencyDep, broker: BrokerDep) -> CosignatureOut:
+def cosign(
+    size: PathInt, body: CosignatureIn, agency: AgencyDep, broker: BrokerDep
+) -> CosignatureOut:
     """A witness returns the checkpoint with its signature added; the broker keeps and serves it."""
     added = broker.audit.add_cosignature(size, body.note, actor=agency)
     return CosignatureOut(size=size, added=added)
@@ -83,8 +89,12 @@ def cosign(size: int, body: CosignatureIn, agency: AgencyDep, broker: BrokerDep)
 def inclusion(
     principal: PrincipalDep,
     broker: BrokerDep,
-    entry: Annotated[int, Query(ge=1, description="the audit entry a response named")],
-    size: Annotated[int | None, Query(ge=1, description="a checkpoint's size")] = None,
+    entry: Annotated[
+        int, Query(ge=1, le=SQL_INT_MAX, description="the audit entry a response named")
+    ],
+    size: Annotated[
+        int | None, Query(ge=1, le=SQL_INT_MAX, description="a checkpoint's size")
+    ] = None,
 ) -> InclusionProofOut:
     """Proof that one of your entries is in the log, against a signed checkpoint (a receipt)."""
     proof = broker.audit.inclusion_proof(entry, size=size, actor=principal.agency)
@@ -102,8 +112,8 @@ def inclusion(
 def consistency(
     _principal: PrincipalDep,
     broker: BrokerDep,
-    old: Annotated[int, Query(ge=1)],
-    new: Annotated[int, Query(ge=1)],
+    old: Annotated[int, Query(ge=1, le=SQL_INT_MAX)],
+    new: Annotated[int, Query(ge=1, le=SQL_INT_MAX)],
 ) -> ConsistencyProofOut:
     """Proof that the log at ``old`` entries is a prefix of the log at ``new`` (for witnesses)."""
     proof = broker.audit.consistency_proof(old, new)

@@ -24,7 +24,7 @@ from broker.web.schemas import AuditEntryOut, ErrorOut, IdentifierName, audit_en
 
 router = APIRouter(prefix="/v1/audit", tags=["audit search"])
 
-_ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 415, 422, 503)}
+_ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 413, 415, 422, 503)}
 _Code = Annotated[str | None, Field(default=None, min_length=1, max_length=64)]
 _Time = Annotated[str | None, Field(default=None, max_length=40, description="ISO 8601")]
 _Identifiers = Annotated[

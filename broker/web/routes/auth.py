@@ -23,6 +23,7 @@ from broker.client_auth import ASSERTION_TYPE, GRANT_TYPE, ClientAuthFailed
 from broker.errors import AuthenticationFailed
 from broker.web.deps import BrokerDep, client_certificate
 from broker.web.errors import error_response, status_for
+from broker.web.schemas import ErrorOut
 
 router = APIRouter(tags=["identity"])
 
@@ -161,7 +162,15 @@ def _assertion(fields: dict[str, str]) -> str | JSONResponse:
     return assertion
 
 
-@router.post("/v1/sessions", response_model=TokenOut, responses={401: {"description": "refused"}})
+@router.post(
+    "/v1/sessions",
+    response_model=TokenOut,
+    # 400, 413 and 415 come from the body guard; 422 from the schema of SessionIn.
+    responses={
+        401: {"description": "refused"},
+        **{status: {"model": ErrorOut} for status in (400, 413, 415, 422)},
+    },
+)
 def sign_in(body: SessionIn, broker: BrokerDep) -> JSONResponse:
     """An access token for a person, from a user name and password (one message for any refusal)."""
     return _token(broker.identity.sign_in(body.username, body.password))

@@ -19,7 +19,7 @@ from broker.web.schemas import (
 
 router = APIRouter(prefix="/v1", tags=["lookup"])
 
-_ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 404, 415, 422, 503)}
+_ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 404, 413, 415, 422, 503)}
 _ERRORS[429] = {"model": ErrorOut}  # rate_limited, with Retry-After
 
 

@@ -13,6 +13,7 @@ from broker.web.authorise import AgencyDep
 from broker.web.deps import BrokerDep, RequestIdDep
 from broker.web.rate_limits import rate_limited
 from broker.web.schemas import (
+    SQL_INT_MAX,
     AcknowledgeIn,
     AcknowledgeOut,
     ConditionIn,
@@ -31,7 +32,7 @@ from broker.web.schemas import (
 
 router = APIRouter(prefix="/v1", tags=["notifications"])
 
-_ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 404, 415, 422, 503)}
+_ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 404, 413, 415, 422, 503)}
 _ERRORS[429] = {"model": ErrorOut}  # rate_limited, with Retry-After
 
 
@@ -197,7 +198,9 @@ def get_notifications(
     agency: AgencyDep,
     broker: BrokerDep,
     request_id: RequestIdDep,
-    after: Annotated[int, Query(ge=0, description="The last seq you have seen")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=SQL_INT_MAX, description="The last seq you have seen")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     purpose: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
 ) -> NotificationPageOut:
