@@ -7,6 +7,7 @@ Body: ``{"error": {"code": str, "message": str, "location": {...}, "problems": [
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,6 +19,8 @@ from broker import errors
 from broker.web.headers import security_headers
 
 log = logging.getLogger("broker.web")
+# What a field name in an error location may look like; anything else is shown as "?".
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
 
 # By class first (most specific wins), so every Refused code is a 403 and
 # every ValidationError a 422, unless its code is listed in _STATUS_BY_CODE.
@@ -78,7 +81,9 @@ def _location_of(loc: tuple[Any, ...]) -> dict[str, Any]:
     parts = [p for p in loc if p != "body"]
     path = ""
     for part in parts:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        # A key the caller invented (an extra field) is theirs, not ours: never echo it.
+        name = str(part) if _FIELD_NAME.match(str(part)) else "?"
+        path += f"[{part}]" if isinstance(part, int) else (f".{name}" if path else name)
     return {"field": path} if path else {}
 
 
