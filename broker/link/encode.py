@@ -118,25 +118,45 @@ DEFAULT_CASCADE: Cascade = (
 BLOCKING_PASSES: Mapping[str, tuple[str, ...]] = {
     "nhs": ("nhs",),
     "upn": ("upn",),
-    "family_soundex_year": ("family_soundex", "dob_year"),
-    "dob_given_initial": ("dob", "given_initial"),
-    "dob_family_initial": ("dob", "family_initial"),
-    "initials_district": ("given_initial", "family_initial", "postcode_district"),
-    "sorted_soundex_year": ("sorted_soundex", "dob_year"),
-    "family_soundex_month_day": ("family_soundex", "dob_month_day"),
+    # A wrong or changed given name, or a move.
+    "dob_family_soundex": ("dob_unordered", "family_soundex"),
+    # A wrong or changed family name, or a move.
+    "dob_given_soundex": ("dob_unordered", "given_soundex"),
+    # A wrong day of birth (the synthetic profiles' plus or minus one), or a move.
+    "soundex_year_month": ("given_soundex", "family_soundex", "dob_year_month"),
+    # Given and family names swapped, day and month swapped, or both.
+    "sorted_soundex_dob_unordered": ("sorted_soundex", "dob_unordered"),
+    # A wrong year of birth.
+    "family_soundex_initial_month_day": ("family_soundex", "variant_initial", "dob_month_day"),
+    # A wholly wrong date of birth, at the same district.
+    "soundex_district": ("given_soundex", "family_soundex", "postcode_district"),
+    # Swapped names with a typo in one of them.
+    "dob_sorted_initials": ("dob_unordered", "initials_sorted"),
+    # A nickname or a changed given name, and a wrong day of birth.
+    "family_soundex_year_month_sex": ("family_soundex", "dob_year_month", "sex"),
+    # Both names changed (a nickname and a new family name), same date and address.
+    "dob_postcode": ("dob_unordered", "postcode"),
 }
 #: What an oversized block of each pass is split by (a form; see broker.link.blocking).
 BLOCK_REFINEMENTS: Mapping[str, str] = {
     "nhs": "dob",
     "upn": "dob",
-    "family_soundex_year": "given_initial",
-    "dob_given_initial": "family_initial",
-    "dob_family_initial": "given_initial",
-    "initials_district": "dob_year",
-    "sorted_soundex_year": "dob_year_month",
-    "family_soundex_month_day": "given_initial",
+    "dob_family_soundex": "given_initial",
+    "dob_given_soundex": "family_initial",
+    "soundex_year_month": "postcode_district",
+    "sorted_soundex_dob_unordered": "postcode_district",
+    "family_soundex_initial_month_day": "sex",
+    "soundex_district": "dob_year",
+    "dob_sorted_initials": "postcode_district",
+    "family_soundex_year_month_sex": "given_initial",
+    "dob_postcode": "sex",
 }
 BLOCK_PREFIX = "block:"
+# A refinement is read from the record's tokens, so it must be a form made into one.
+if not set(BLOCK_REFINEMENTS.values()) <= set(FORMS) or set(BLOCK_REFINEMENTS) != set(
+    BLOCKING_PASSES
+):
+    raise AssertionError("each blocking pass needs a refinement that is a tokenised form")
 
 # Data-quality notes encode_with_notes can report.
 NOTES = (
@@ -281,7 +301,9 @@ def _name_forms(forms: dict[str, str], given: str, family: str) -> None:
         forms["given_initial"] = given[0]
         forms["given_phonetic"] = _phonetic(given)
         forms["given_variant"] = canonical_given_name(given)
-        forms["given_soundex"] = _soundex(given)
+        # Blocking codes of the variant group, so Bill and William block together.
+        forms["variant_initial"] = forms["given_variant"][0]
+        forms["given_soundex"] = _soundex(forms["given_variant"])
     if family:
         forms["family"] = family
         forms["family_initial"] = family[0]
@@ -290,9 +312,8 @@ def _name_forms(forms: dict[str, str], given: str, family: str) -> None:
     if given and family:
         low, high = sorted((given, family))
         forms["names_sorted"] = f"{low} {high}"
-        forms["sorted_soundex"] = " ".join(
-            sorted((forms["given_soundex"], forms["family_soundex"]))
-        )
+        forms["sorted_soundex"] = " ".join(sorted((_soundex(given), forms["family_soundex"])))
+        forms["initials_sorted"] = "".join(sorted((given[0], family[0])))
 
 
 def _dob_forms(forms: dict[str, str], dob: str) -> None:

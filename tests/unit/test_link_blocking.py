@@ -73,18 +73,19 @@ def test_each_pair_once_left_below_right_in_order() -> None:
 
 
 def test_an_oversized_block_is_split_by_its_refinement_and_a_part_still_too_big_skipped() -> None:
-    # Six Hughes born in 2012 on different days in different places: one block of the
-    # family Soundex and year pass only. Three have given initial O, three N.
+    # Six Hughes boys born in March 2012 on different days in different districts share
+    # one block only: family Soundex, year and month, and sex. Three have given names
+    # beginning O, three N: the pass's refinement.
     people = [
-        ("Oliver", "2012-01-01", "M1 1AE"),
-        ("Otto", "2012-02-02", "B1 1AA"),
+        ("Oliver", "2012-03-01", "M1 1AE"),
+        ("Otto", "2012-03-02", "B1 1AA"),
         ("Owen", "2012-03-03", "CF1 1AA"),
-        ("Noah", "2012-04-04", "NE1 1AA"),
-        ("Nell", "2012-05-05", "SW1A 1AA"),
-        ("Ned", "2012-06-06", "LS1 1AA"),
+        ("Noah", "2012-03-04", "NE1 1AA"),
+        ("Nell", "2012-03-05", "SW1A 1AA"),
+        ("Ned", "2012-03-06", "LS1 1AA"),
     ]
     records = [
-        rec(f"a:{n}", given_name=given, date_of_birth=born, postcode=postcode)
+        rec(f"a:{n}", given_name=given, date_of_birth=born, postcode=postcode, sex="M")
         for n, (given, born, postcode) in enumerate(people)
     ]
     assert len(pairs(records, max_block=6)) == 15

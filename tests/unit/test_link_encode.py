@@ -94,11 +94,23 @@ def test_blocking_tokens_are_made_for_each_pass_with_its_forms() -> None:
         name.removeprefix(BLOCK_PREFIX) for name in tokens if name.startswith(BLOCK_PREFIX)
     } == set(BLOCKING_PASSES)
     assert tokens[BLOCK_PREFIX + "nhs"] == tokens["nhs"]
-    assert tokens[BLOCK_PREFIX + "family_soundex_year"] == token(
-        "block:family_soundex_year", "S530", "2012"
+    assert tokens[BLOCK_PREFIX + "dob_family_soundex"] == token(
+        "block:dob_family_soundex", "2012-03-05", "S530"
     )
-    assert tokens[BLOCK_PREFIX + "sorted_soundex_year"] == token(
-        "block:sorted_soundex_year", "J500 S530", "2012"
+    assert tokens[BLOCK_PREFIX + "sorted_soundex_dob_unordered"] == token(
+        "block:sorted_soundex_dob_unordered", "J500 S530", "2012-03-05"
+    )
+    assert tokens[BLOCK_PREFIX + "family_soundex_year_month_sex"] == token(
+        "block:family_soundex_year_month_sex", "S530", "2012-03", "M"
+    )
+    # Given-name passes block on the variant group, so Bill and William meet.
+    bill = encode({**FULL, "given_name": "Bill"})
+    william = encode({**FULL, "given_name": "William"})
+    assert bill[BLOCK_PREFIX + "dob_given_soundex"] == william[BLOCK_PREFIX + "dob_given_soundex"]
+    # Day and month swapped still share the date-of-birth passes.
+    swapped = encode({**FULL, "date_of_birth": "2012-05-03"})
+    assert (
+        swapped[BLOCK_PREFIX + "dob_family_soundex"] == tokens[BLOCK_PREFIX + "dob_family_soundex"]
     )
 
 
