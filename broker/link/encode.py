@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import jellyfish
 
@@ -340,6 +340,13 @@ def _postcode_forms(
         forms["household"] = f"{address}|{postcode}"
 
 
+class _TokenSpec(NamedTuple):
+    name: str
+    domain: str
+    forms: tuple[str, ...]
+    cache: dict[tuple[str, ...], str] | None
+
+
 class RecordEncoder:
     """Encodes records under one linkage key with one cascade, for a whole batch.
 
@@ -349,14 +356,42 @@ class RecordEncoder:
     under the same key and cascade always give an equal ``EncodedRecord``.
     """
 
-    __slots__ = ("_bloom_cache", "_blooms", "_cascade", "_token_cache", "_tokeniser")
+    __slots__ = ("_aliases", "_bloom_cache", "_blooms", "_cascade", "_specs", "_tokeniser")
 
     def __init__(self, linkage_key: bytes, cascade: Cascade | None = None) -> None:
         self._tokeniser = Tokeniser(linkage_key)
         self._blooms = Encoder(linkage_key)
         self._cascade = validate_cascade(DEFAULT_CASCADE if cascade is None else cascade)
-        self._token_cache: dict[tuple[str, str], str] = {}
         self._bloom_cache: dict[tuple[str, str], int] = {}
+        # Every token a record can have, in a fixed order: its name, the message domain,
+        # the forms hashed, and a cache of values to token (None: values seldom recur).
+        specs: list[_TokenSpec] = [
+            # dob_swapped is framed as a date of birth so it can equal another's dob.
+            _TokenSpec(
+                form,
+                "link:dob" if form == "dob_swapped" else f"link:{form}",
+                (form,),
+                None if form in _UNCACHED else {},
+            )
+            for form in FORMS
+        ]
+        specs += [
+            _TokenSpec(key.name, f"link:key:{key.name}", key.forms, None)
+            for key in self._cascade
+            if key.name not in FORMS  # a key that is one form (nhs, upn) is that form's token
+        ]
+        # A blocking pass over one form (nhs, upn) reuses that form's token.
+        self._aliases = tuple(
+            (BLOCK_PREFIX + name, name)
+            for name, forms in BLOCKING_PASSES.items()
+            if forms == (name,)
+        )
+        specs += [
+            _TokenSpec(BLOCK_PREFIX + name, f"link:block:{name}", forms, {})
+            for name, forms in BLOCKING_PASSES.items()
+            if forms != (name,)
+        ]
+        self._specs = tuple(specs)
 
     @property
     def cascade(self) -> Cascade:
@@ -372,40 +407,27 @@ class RecordEncoder:
     ) -> tuple[EncodedRecord, tuple[str, ...]]:
         """The encoded record and its data-quality notes (``NOTES``), never a value."""
         forms, notes = parse_identifiers(identifiers)
+        get = forms.get
+        token = self._tokeniser.token
         tokens: dict[str, str] = {}
-        for form in FORMS:
-            value = forms.get(form)
-            if value is not None:
-                # dob_swapped is framed as a date of birth so it can equal another's dob.
-                domain = "dob" if form == "dob_swapped" else form
-                tokens[form] = self._token(domain, (value,), cache=form not in _UNCACHED)
-        for key in self._cascade:
-            if key.name in tokens:
-                continue  # a key that is one form (nhs, upn) is that form's token
-            values = [forms.get(form, "") for form in key.forms]
-            if all(values):
-                tokens[key.name] = self._token(f"key:{key.name}", values, cache=False)
-        for name, pass_forms in BLOCKING_PASSES.items():
-            if name in tokens:
-                tokens[BLOCK_PREFIX + name] = tokens[name]
+        for name, domain, parts, cache in self._specs:
+            maybe = tuple(map(get, parts))
+            if None in maybe:
                 continue
-            values = [forms.get(form, "") for form in pass_forms]
-            if all(values):
-                tokens[BLOCK_PREFIX + name] = self._token(f"block:{name}", values, cache=True)
+            values = cast("tuple[str, ...]", maybe)
+            found = None if cache is None else cache.get(values)
+            if found is None:
+                found = token(domain, values)[:TOKEN_HEX]
+                if cache is not None:
+                    if len(cache) >= _CACHE_LIMIT:
+                        cache.clear()  # bounded: a cache, not a copy of the data
+                    cache[values] = found
+            tokens[name] = found
+        for alias, name in self._aliases:
+            if name in tokens:
+                tokens[alias] = tokens[name]
         record = EncodedRecord(ref, source, tokens, self._encode_blooms(forms))
         return record, notes
-
-    def _token(self, domain: str, values: tuple[str, ...] | list[str], *, cache: bool) -> str:
-        if not cache:
-            return self._tokeniser.token(f"link:{domain}", values)[:TOKEN_HEX]
-        cache_key = (domain, "\0".join(values))
-        found = self._token_cache.get(cache_key)
-        if found is None:
-            if len(self._token_cache) >= _CACHE_LIMIT:
-                self._token_cache.clear()
-            found = self._tokeniser.token(f"link:{domain}", values)[:TOKEN_HEX]
-            self._token_cache[cache_key] = found
-        return found
 
     def _encode_blooms(self, forms: Mapping[str, str]) -> dict[str, int]:
         blooms: dict[str, int] = {}
