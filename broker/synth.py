@@ -124,6 +124,9 @@ class _Allocator:
         sectors = [f"NS{d} {s}" for d in range(1, 10) for s in range(1, 10)]
         rng.shuffle(sectors)
         self.sector = [sectors[i % len(sectors)] for i in range(len(self.streets))]
+        self.by_sector: dict[str, list[int]] = {}
+        for index, sector in enumerate(self.sector):
+            self.by_sector.setdefault(sector, []).append(index)
         self.units: dict[tuple[int, int], str] = {}
         self.units_used: set[str] = set()
         self.buildings: dict[tuple[int, int], int] = {}
@@ -147,10 +150,14 @@ class _Allocator:
         rest = f"{_LA_CODE}{2000 + school:04d}{year:02d}{serial:03d}"
         return upn_check_letter(rest) + rest
 
-    def address(self, *, home: bool = True) -> tuple[str, str]:
-        """A new home (never anyone else's), or with ``home=False`` any previous address."""
+    def address(self, *, home: bool = True, sector: str | None = None) -> tuple[str, str]:
+        """A new home (never anyone else's), or with ``home=False`` any previous address.
+
+        With ``sector`` (a postcode sector such as "NS3 5"), a street in that sector.
+        """
         rng = self.rng
-        street, number = rng.randrange(len(self.streets)), rng.randint(1, 160)
+        streets = self.by_sector.get(sector or "", ()) or range(len(self.streets))
+        street, number = rng.choice(streets), rng.randint(1, 160)
         unit_key = (street, (number - 1) // 16)  # about 16 doors share a postcode
         postcode = self.units.get(unit_key)
         if postcode is None:  # a new unit: letters not used by any other unit in the town
@@ -199,12 +206,14 @@ def _people(rng: random.Random, count: int) -> list[Person]:
         household += 1
         heritage = rng.choices(_HERITAGE_LIST, _HERITAGE_WEIGHTS)[0]
         family = rng.choice(heritage.family)
-        line, postcode = alloc.address()
+        size = min(rng.choices((1, 2, 3, 4), (58, 29, 10, 3))[0], count - len(people))
+        namesake = people[rng.randrange(len(people))] if people and rng.random() < 0.01 else None
+        # Common names cluster by community: half the namesakes live in the same sector.
+        near = namesake.postcode[:-2] if namesake and rng.random() < 0.5 else None
+        line, postcode = alloc.address(sector=near)
         old_line, old_postcode = alloc.address(home=False)
         while old_postcode == postcode:
             old_line, old_postcode = alloc.address(home=False)
-        size = min(rng.choices((1, 2, 3, 4), (58, 29, 10, 3))[0], count - len(people))
-        namesake = people[rng.randrange(len(people))] if people and rng.random() < 0.01 else None
         twins = size >= 2 and namesake is None and rng.random() < 0.035
         # A household under strain raises every child's risk: sibling risk is real.
         risk_factor = 3.0 if rng.random() < 0.15 else 0.65
@@ -465,7 +474,39 @@ def _birth(rng: random.Random, born: date, rates: CorruptionProfile, applied: li
     if rng.random() < rates.dob_typo:
         born += timedelta(days=rng.choice((-1, 1)))
         applied.append("dob_typo")
+    if rng.random() < rates.dob_missing:
+        applied.append("dob_missing")
+        return ""
     return born.isoformat()
+
+
+_STREET_SHORT = {"Road": "Rd", "Street": "St", "Lane": "Ln", "Close": "Cl", "Avenue": "Ave",
+                 "Court": "Ct", "Gardens": "Gdns", "Crescent": "Cres", "Drive": "Dr",
+                 "Terrace": "Ter", "Place": "Pl", "Grove": "Gr"}  # fmt: skip
+
+
+def address_variant(rng: random.Random, line: str) -> str:
+    """The same address line as another system writes it; always different from ``line``."""
+    flat, _, house = line.rpartition(", ") if line.startswith("Flat ") else ("", "", line)
+    number, _, street = house.partition(" ")
+    stem, _, kind = street.rpartition(" ")
+    short = f"{stem} {_STREET_SHORT.get(kind, kind)}"
+    houses = [f"{number}, {street}", f"{number} {short}"]
+    choices = [line.upper(), *houses]
+    if flat:  # the flat is always kept: without it the line would be another household's
+        choices = [line.upper(), *(f"{flat}, {h}" for h in houses)]
+        choices += [f"{flat.removeprefix('Flat ')}/{house}", f"{flat} {house}", f"{house} {flat}"]
+    return rng.choice([c for c in choices if c != line] or [line.upper()])
+
+
+def _sex(rng: random.Random, sex: str, rates: CorruptionProfile, applied: list[str]) -> str:
+    if rng.random() < rates.sex_missing:
+        applied.append("sex_missing")
+        return ""
+    if rng.random() < rates.sex_miscoded:
+        applied.append("sex_miscoded")
+        return {"F": rng.choice("MX"), "M": rng.choice("FX"), "X": rng.choice("FM")}[sex]
+    return sex
 
 
 def _nhs(
@@ -498,6 +539,9 @@ def _identity(
     if rng.random() < rates.postcode_old:
         line, postcode = p.old_address_line, p.old_postcode
         applied.append("postcode_old")
+    if rng.random() < rates.address_variant:
+        line = address_variant(rng, line)
+        applied.append("address_variant")
     if rng.random() < rates.postcode_missing:
         postcode = ""
         applied.append("postcode_missing")
@@ -514,11 +558,12 @@ def _identity(
         )
         applied.append("postcode_format")
     nhs = _nhs(rng, p, agency, rates, applied)
+    sex = _sex(rng, p.sex, rates, applied)
     row = {
         "given_name": given,
         "family_name": family,
         "date_of_birth": born,
-        "sex": p.sex,
+        "sex": sex,
         "postcode": postcode,
         "address_line": line,
         "nhs_number": nhs,

@@ -21,6 +21,20 @@ any real extract, and are not tuned to make linkage look good.
 | postcode_format    | 0.20     | 0.40  | case or spacing variant; not an error, normalises away |
 | nhs_missing        | 0.08 if  | 0.20 if | NHS number blank where the agency holds one |
 | nhs_transposed     | 0.005 if | 0.02 if | adjacent digits swapped; always fails the check digit |
+| address_variant    | 0.15     | 0.30  | the address line written another way (Rd, 3/12) |
+| dob_missing        | 0.01     | 0.03  | date of birth not recorded |
+| sex_missing        | 0.02     | 0.05  | sex not recorded (blank) |
+| sex_miscoded       | 0.003    | 0.01  | F and M exchanged, or a known sex recorded as X |
+
+The population, not the extracts, holds the other hard cases, the same in
+every profile (``broker.synth``): twins in about 3.5% of households of two or
+more; siblings, with half- and step-siblings of another family name; and in
+1% of households a young person who shares the given name, family name and
+date of birth of an unrelated earlier one, half of them living in the same
+postcode sector. That is far above the rate chance gives (two of the town's
+people share a name and birthday only when the name is common); it is there
+on purpose, so that the strangers a real partnership will meet a few times
+are met often enough to count, and it makes the profiles harder, not easier.
 """
 
 from __future__ import annotations
@@ -64,6 +78,19 @@ class CorruptionProfile:
     nhs_missing: float = 0.0
     # Two adjacent digits swapped by hand; the modulus 11 check always catches it.
     nhs_transposed: float = 0.0
+    # Free-text address lines differ between systems far more than postcodes do:
+    # "Rd" for "Road", "3/12" for "Flat 3, 12", capitals, a comma dropped. Any
+    # record's line may be written so; the postcode is untouched by this mistake.
+    address_variant: float = 0.0
+    # EDs record unknown or unconscious patients with no date of birth, and police
+    # stops of someone who will not give one leave it blank; about 1% of such
+    # records in administrative extracts, more in poorer ones.
+    dob_missing: float = 0.0
+    # Sex is optional in several case-management systems and not asked at a stop.
+    sex_missing: float = 0.0
+    # A keying slip between F and M, or a young person's stated gender recorded in
+    # one agency as X where another holds their sex at birth.
+    sex_miscoded: float = 0.0
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -78,10 +105,12 @@ PROFILES: dict[str, CorruptionProfile] = {
         name_typo=0.03, nickname=0.05, diacritics_dropped=0.5, apostrophe_variant=0.3,
         hyphen_variant=0.3, name_swap=0.01, dob_swap=0.02, dob_typo=0.005, postcode_old=0.08,
         postcode_missing=0.03, postcode_format=0.2, nhs_missing=0.08, nhs_transposed=0.005,
+        address_variant=0.15, dob_missing=0.01, sex_missing=0.02, sex_miscoded=0.003,
     ),
     "hard": CorruptionProfile(
         name_typo=0.06, nickname=0.1, diacritics_dropped=0.8, apostrophe_variant=0.5,
         hyphen_variant=0.5, name_swap=0.03, dob_swap=0.05, dob_typo=0.02, postcode_old=0.15,
         postcode_missing=0.08, postcode_format=0.4, nhs_missing=0.2, nhs_transposed=0.02,
+        address_variant=0.3, dob_missing=0.03, sex_missing=0.05, sex_miscoded=0.01,
     ),
 }  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import random
 import re
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from broker.synth import (
     TRUTH_COLUMNS,
     Person,
     Town,
+    address_variant,
     age_on_reference_date,
     generate_town,
     write_town,
@@ -203,6 +205,7 @@ def test_clean_profile_records_are_the_truth() -> None:
         assert row["given_name"] == person.given_name
         assert row["family_name"] == person.family_name
         assert row["date_of_birth"] == person.date_of_birth.isoformat()
+        assert row["sex"] == person.sex
         assert row["postcode"] == person.postcode
         assert row["address_line"] == person.address_line
         assert row["nhs_number"] in ("", person.nhs_number)
@@ -226,9 +229,21 @@ def test_every_difference_is_a_listed_mistake_and_every_mistake_shows(profile: s
         if row["family_name"] != person.family_name:
             assert mistakes & FAMILY_CHANGES
         if row["date_of_birth"] != person.date_of_birth.isoformat():
-            assert mistakes & {"dob_swap", "dob_typo"}
-        normalise_date(row["date_of_birth"])
-        assert (row["address_line"] != person.address_line) == ("postcode_old" in mistakes)
+            assert mistakes & {"dob_swap", "dob_typo", "dob_missing"}
+        assert (row["date_of_birth"] == "") == ("dob_missing" in mistakes)
+        if row["date_of_birth"]:
+            normalise_date(row["date_of_birth"])
+        assert (row["address_line"] != person.address_line) == bool(
+            mistakes & {"postcode_old", "address_variant"}
+        )
+        if "address_variant" in mistakes:
+            home = person.old_address_line if "postcode_old" in mistakes else person.address_line
+            assert row["address_line"] != home
+            # The same doors: every number (flat and house) kept, only the writing differs.
+            numbers = sorted(re.findall(r"\d+", row["address_line"]))
+            assert numbers == sorted(re.findall(r"\d+", home))
+        assert (row["sex"] == "") == ("sex_missing" in mistakes)
+        assert (row["sex"] not in ("", person.sex)) == ("sex_miscoded" in mistakes)
         assert (row["postcode"] == "") == ("postcode_missing" in mistakes)
         if row["postcode"]:
             expected = person.old_postcode if "postcode_old" in mistakes else person.postcode
@@ -244,7 +259,7 @@ def test_every_difference_is_a_listed_mistake_and_every_mistake_shows(profile: s
                 normalise_nhs_number(row["nhs_number"])
         if "nickname" in mistakes and "name_swap" not in mistakes:
             assert row["given_name"] != person.given_name
-        if "dob_swap" in mistakes or "dob_typo" in mistakes:
+        if mistakes & {"dob_swap", "dob_typo", "dob_missing"}:
             assert row["date_of_birth"] != person.date_of_birth.isoformat()
     assert set(CORRUPTIONS) <= set(seen)
 
@@ -255,7 +270,10 @@ def test_moderate_mistake_rates_are_what_the_profile_says() -> None:
     counts = Counter(m for t in town.truth for m in t["corruptions"].split(";") if m)
     rates = PROFILES["moderate"]
     # Unconditional mistakes should land near their rate (binomial spread is ~0.2 points).
-    for name in ("name_typo", "name_swap", "postcode_old", "postcode_missing"):
+    for name in (
+        "name_typo", "name_swap", "postcode_old", "postcode_missing", "address_variant",
+        "dob_missing", "sex_missing", "sex_miscoded",
+    ):  # fmt: skip
         assert abs(counts[name] / records - getattr(rates, name)) < 0.006, name
     assert counts["postcode_format"] / records == pytest.approx(0.2 * 0.97, abs=0.02)
 
@@ -403,3 +421,23 @@ def test_written_files_have_exact_headers_and_match_the_town(tmp_path: Path) -> 
         assert tuple(table[0]) == expected
         count = len(town.truth) if agency == "truth" else len(town.rows[agency])
         assert len(table) == count + 1
+
+
+def test_namesakes_often_live_in_the_same_postcode_sector() -> None:
+    town = generate_town(seed=5, people=20_000, profile="clean")
+    people = {p.person_id: p for p in town.people}
+    namesakes = [p for p in town.people if p.namesake_of]
+    near = sum(p.postcode[:-2] == people[p.namesake_of or ""].postcode[:-2] for p in namesakes)
+    # Half are placed in the sector on purpose; the rest land there only by chance (1 in 81).
+    assert len(namesakes) > 100
+    assert 0.35 <= near / len(namesakes) <= 0.65
+
+
+@pytest.mark.parametrize("line", ["12 Mill Road", "Flat 3, 12 Mill Road", "7 Oak View"])
+def testaddress_variants_differ_in_writing_but_keep_every_door_number(line: str) -> None:
+    rng = random.Random(7)
+    variants = {address_variant(rng, line) for _ in range(200)}
+    assert line not in variants
+    assert len(variants) >= 2
+    for variant in variants:
+        assert sorted(re.findall(r"\d+", variant)) == sorted(re.findall(r"\d+", line))
