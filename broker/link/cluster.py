@@ -7,8 +7,10 @@ disagree, the merge is refused and the pair is recorded as a possible match
 for people to resolve. Strong disagreement (``GuardSettings``): different
 valid NHS numbers; different valid UPNs; different given names at the same
 household with family names not disagreeing (twins, siblings); different dates
-of birth and different given names anywhere. Records of one source link to
-each other like any others (within-source duplicates).
+of birth and different given names anywhere. A record matched about equally
+well (within ``GuardSettings.ambiguity_margin`` bits) to two records that may
+not share a cluster is ambiguous: both links are refused. Records of one source
+link to each other like any others (within-source duplicates).
 
 A cluster's id is a digest of its smallest ref: stable, independent of input
 order, and the same however the records arrived.
@@ -61,18 +63,22 @@ class Guard:
         """
         s = self._s
         ta, tb = self._records[a].tokens, self._records[b].tokens
+        same_identifier = False
         for enabled, name in ((s.different_nhs, NHS_TOKEN), (s.different_upn, UPN_TOKEN)):
-            if enabled:
-                x, y = ta.get(name), tb.get(name)
-                if x is not None and y is not None and x != y:
+            x, y = ta.get(name), tb.get(name)
+            if x is not None and y is not None:
+                if x != y and enabled:
                     return True
+                same_identifier = same_identifier or x == y
         if not (s.household_given or s.dob_and_given):
             return False
         if levels is None:
             levels = self._compare(self._records[a], self._records[b])[0]
         if levels[_GIVEN] != Level.DISAGREE:
             return False
-        if s.household_given and levels[_FAMILY] != Level.DISAGREE:
+        # A shared valid NHS number or UPN outweighs a different given name at one
+        # address (a name used at home, one agency's mistake); twins never share one.
+        if s.household_given and not same_identifier and levels[_FAMILY] != Level.DISAGREE:
             household = ta.get(HOUSEHOLD_TOKEN)
             if household is not None and household == tb.get(HOUSEHOLD_TOKEN):
                 return True
@@ -107,8 +113,41 @@ def order_links(links: Sequence[Link], refs: Sequence[str]) -> list[Link]:
     return sorted(links, key=key)
 
 
-def cluster(refs: Sequence[str], links: Sequence[Link], guard: Guard) -> Clustering:
-    """Join ``links`` strongest first into clusters, refusing any merge the guard forbids."""
+def _ambiguous(links: Sequence[Link], guard: Guard, margin: float | None) -> set[Link]:
+    """Links of one record to two that may not share a cluster, weights within ``margin``.
+
+    Such a record (a namesake's, say) fits either equally well; joining the
+    one whose ref happens to sort first would be a coin toss, so both wait.
+    """
+    if margin is None:
+        return set()
+    by_record: dict[int, list[Link]] = {}
+    for link in links:
+        by_record.setdefault(link.left, []).append(link)
+        by_record.setdefault(link.right, []).append(link)
+    found: set[Link] = set()
+    for record, own in by_record.items():
+        if len(own) < 2:
+            continue
+        for i, first in enumerate(own):
+            for second in own[i + 1 :]:
+                if abs(first.weight - second.weight) > margin:
+                    continue
+                y = first.right if first.left == record else first.left
+                z = second.right if second.left == record else second.left
+                if guard.conflict(y, z):
+                    found.update((first, second))
+    return found
+
+
+def cluster(
+    refs: Sequence[str], links: Sequence[Link], guard: Guard, margin: float | None = None
+) -> Clustering:
+    """Join ``links`` strongest first into clusters, refusing any merge the guard forbids.
+
+    With a ``margin``, links that make a record ambiguous (``_ambiguous``) are
+    refused before any joining.
+    """
     parent = list(range(len(refs)))
     members: dict[int, list[int]] = {}
     refused: list[Link] = []
@@ -121,7 +160,12 @@ def cluster(refs: Sequence[str], links: Sequence[Link], guard: Guard) -> Cluster
             parent[i], i = root, parent[i]
         return root
 
+    ambiguous = _ambiguous(links, guard, margin)
+    if ambiguous:
+        refused.extend(link for link in order_links(links, refs) if link in ambiguous)
     for link in order_links(links, refs):
+        if link in ambiguous:
+            continue
         ra, rb = find(link.left), find(link.right)
         if ra == rb:
             continue

@@ -75,8 +75,8 @@ def to_cascade(specs: Sequence[CascadeKeySpec]) -> Cascade:
 class Thresholds(_Strict):
     """Posterior probabilities: ``match_at`` or above links; ``possible_at`` or above waits."""
 
-    match_at: float = Field(default=0.995, gt=0.0, lt=1.0)
-    possible_at: float = Field(default=0.5, gt=0.0, lt=1.0)
+    match_at: float = Field(default=0.85, gt=0.0, lt=1.0)
+    possible_at: float = Field(default=0.3, gt=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:
@@ -97,12 +97,15 @@ class EMSettings(_Strict):
     m_prior: tuple[float, float, float] = (0.03, 0.07, 0.90)
     u_prior: tuple[float, float, float] = (0.85, 0.10, 0.05)
     # Random record pairs compared to seed u (0: start u from u_prior).
-    u_sample_pairs: int = Field(default=20_000, ge=0, le=10_000_000)
+    u_sample_pairs: int = Field(default=5_000, ge=0, le=10_000_000)
     # Hold u at its random-pair estimate. Off by default: the non-matches among
     # blocked candidates (siblings, namesakes) agree far more than random pairs,
     # and weights held to random pairs overrate them (measured: precision fell
     # from 0.998 to 0.96 on the moderate synthetic town).
     hold_u: bool = False
+    # Fix the posterior of pairs whose NHS numbers or UPNs are compared: agree
+    # (with no strong disagreement) a match, differ a non-match. See model.py.
+    anchor_identifiers: bool = True
     # Pseudo-counts added to every level so no probability is ever 0 or 1.
     pseudo_count: float = Field(default=1.0, gt=0.0, le=1000.0)
     seed: int = 0
@@ -126,6 +129,10 @@ class GuardSettings(_Strict):
     household_given: bool = True
     # Different dates of birth and different given names anywhere.
     dob_and_given: bool = True
+    # A record linked to two records that may not share a cluster, by weights
+    # within this many bits, is ambiguous (a namesake): neither link is made.
+    # None turns the check off.
+    ambiguity_margin: float | None = Field(default=1.0, ge=0.0, le=60.0)
 
 
 class LinkageConfig(_Strict):

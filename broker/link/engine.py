@@ -19,12 +19,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from broker.errors import Location, ValidationError
+from broker.link.batch import PairTable, compare_all
 from broker.link.blocking import BlockIndex, candidate_pairs
 from broker.link.cluster import CompareFn, Guard, Link, cluster, cluster_id
 from broker.link.compare import make_comparer
 from broker.link.config import DEFAULT_CONFIG, LinkageConfig
 from broker.link.households import households
-from broker.link.model import Model, estimate_quality, fit, probability
+from broker.link.model import Model, fit, fit_patterns, probability
 from broker.link.types import Band, Comparison, EncodedRecord, Level, ScoredPair
 
 PairsFn = Callable[[Sequence[EncodedRecord]], Iterable[tuple[int, int]]]
@@ -113,66 +114,67 @@ def _scored(
 
 def _result(
     records: Sequence[EncodedRecord],
-    comparisons: Sequence[Comparison],
+    table: PairTable,
     model: Model,
     config: LinkageConfig,
     compare: CompareFn,
 ) -> LinkResult:
-    scored = [_scored(records, c, model) for c in comparisons]
-    links = [
-        Link(c.left, c.right, weight, c.levels)
-        for c, (pair, weight) in zip(comparisons, scored, strict=True)
-        if pair.band is Band.MATCH
-    ]
+    counts = Counter(table.codes)
+    codes = sorted(counts)  # a fixed order, so float sums never depend on input order
+    decoded = {code: table.decode(code) for code in codes}
+    scores = {code: model.score(*decoded[code]) for code in codes}
+    bands = {code: model.band(scores[code][1]) for code in codes}
+    matching = {code for code in codes if bands[code] is Band.MATCH}
+    kept = set(codes) if config.keep_non_matches else {
+        code for code in codes if bands[code] is not Band.NON_MATCH
+    }  # fmt: skip
+    links: list[Link] = []
+    shown: list[int] = []
+    left, right, all_codes = table.left, table.right, table.codes
+    for k, code in enumerate(all_codes):
+        if code in kept:
+            shown.append(k)
+            if code in matching:
+                links.append(Link(left[k], right[k], scores[code][0], decoded[code][0]))
     refs = [r.ref for r in records]
-    clustering = cluster(refs, links, Guard(records, compare, config.guard))
-    return _assemble(
-        records, [p for p, _ in scored], clustering.labels, clustering.refused, model, config
+    clustering = cluster(
+        refs, links, Guard(records, compare, config.guard), config.guard.ambiguity_margin
     )
-
-
-def _assemble(  # noqa: PLR0917 - private, called from two places
-    records: Sequence[EncodedRecord],
-    pairs: Sequence[ScoredPair],
-    labels: Sequence[str],
-    refused: Iterable[Link],
-    model: Model,
-    config: LinkageConfig,
-) -> LinkResult:
-    refused_refs = {
-        tuple(sorted((records[link.left].ref, records[link.right].ref))) for link in refused
-    }
-    kept: list[ScoredPair] = []
-    bands: Counter[Band] = Counter()
-    quality_input: list[tuple[float, Band]] = []
-    for offered in pairs:
-        pair = offered
-        if pair.band is Band.MATCH and (pair.left_ref, pair.right_ref) in refused_refs:
-            pair = ScoredPair(
-                pair.left_ref, pair.right_ref, pair.weight, pair.probability,
-                Band.POSSIBLE, pair.rule, pair.levels,
-            )  # fmt: skip
-        bands[pair.band] += 1
-        quality_input.append((pair.probability, pair.band))
-        if pair.band is not Band.NON_MATCH or config.keep_non_matches:
-            kept.append(pair)
-    kept.sort(key=lambda p: (p.left_ref, p.right_ref))
-    precision, recall = estimate_quality(quality_input)
-    clusters = {r.ref: label for r, label in zip(records, labels, strict=True)}
+    refused = {(x.left, x.right) for x in clustering.refused}
+    pairs = []
+    for k in shown:
+        code = all_codes[k]
+        weight, prob = scores[code]
+        band = Band.POSSIBLE if (left[k], right[k]) in refused else bands[code]
+        levels, rule = decoded[code]
+        pairs.append(ScoredPair(refs[left[k]], refs[right[k]], weight, prob, band, rule, levels))
+    pairs.sort(key=lambda p: (p.left_ref, p.right_ref))
+    per_band: Counter[Band] = Counter()
+    total = matched_mass = 0.0
+    for code in codes:
+        per_band[bands[code]] += counts[code]
+        total += counts[code] * scores[code][1]
+        if code in matching:
+            matched_mass += counts[code] * scores[code][1]
+    refused_mass = sum(probability(x.weight) for x in clustering.refused)
+    matched = per_band[Band.MATCH] - len(refused)
+    per_band[Band.MATCH] = matched
+    per_band[Band.POSSIBLE] += len(refused)
+    mass = matched_mass - refused_mass
     quality = QualityEstimate(
-        precision=precision,
-        recall=recall,
-        pairs_per_band={band: bands.get(band, 0) for band in Band},
+        precision=mass / matched if matched else 1.0,
+        recall=mass / total if total > 0 else 1.0,
+        pairs_per_band={band: per_band.get(band, 0) for band in Band},
         records=len(records),
-        clusters=len(set(labels)),
-        refused_links=len(refused_refs),
+        clusters=len(set(clustering.labels)),
+        refused_links=len(refused),
     )
     return LinkResult(
-        clusters=clusters,
-        pairs=kept,
+        clusters=dict(zip(refs, clustering.labels, strict=True)),
+        pairs=pairs,
         quality=quality,
-        comparisons=len(pairs),
-        households=households(records, labels),
+        comparisons=len(table),
+        households=households(records, clustering.labels),
         model=model,
     )
 
@@ -184,21 +186,26 @@ def link_records(
     model: Model | None = None,
     pairs: PairsFn | None = None,
     compare: CompareFn | None = None,
+    workers: int = 1,
 ) -> LinkResult:
     """Link ``records`` as one batch: block, compare, fit (unless ``model`` is given), cluster.
 
     Refs must be unique (ValidationError ``duplicate_ref``). ``pairs`` and
-    ``compare`` replace the blocking and comparison steps (tests, benches).
+    ``compare`` replace the blocking and comparison steps (tests, benches);
+    ``workers`` above one compares in that many forked processes.
     """
-    if pairs is None or compare is None:
-        default_pairs, default_compare = default_steps(config)
-        pairs = pairs or default_pairs
-        compare = compare or default_compare
+    if compare is None:
+        compare = default_steps(config)[1]
     ordered = _sorted_unique(records)
-    comparisons = [Comparison(i, j, *compare(ordered[i], ordered[j])) for i, j in pairs(ordered)]
+    names = [key.name for key in config.cascade]
+    table = compare_all(ordered, compare, names, pairs=pairs, workers=workers)
     if model is None:
-        model = fit(comparisons, config, random_levels=random_levels(ordered, compare, config))
-    return _result(ordered, comparisons, model, config, compare)
+        patterns: Counter[tuple[Level, ...]] = Counter()
+        for code, count in Counter(table.codes).items():
+            patterns[table.decode(code)[0]] += count
+        sample = random_levels(ordered, compare, config)
+        model = fit_patterns(patterns, config, random_levels=sample)
+    return _result(ordered, table, model, config, compare)
 
 
 class IncrementalLinker:
@@ -372,7 +379,9 @@ class IncrementalLinker:
             for x in self._links.get(root, [])
         ]
         guard = Guard(records, self._compare, self._config.guard)
-        outcome = cluster([r.ref for r in records], links, guard)
+        outcome = cluster(
+            [r.ref for r in records], links, guard, self._config.guard.ambiguity_margin
+        )
         old = self._refused.pop(root, {})
         self._refused_count -= len(old)
         self._refused_posterior -= sum(old.values())

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from broker.link.config import DEFAULT_CONFIG, LinkageConfig, Thresholds
@@ -42,6 +42,8 @@ _UPN = COMPARED_FIELDS.index("upn")
 _GIVEN = COMPARED_FIELDS.index("given_name")
 _DOB = COMPARED_FIELDS.index("date_of_birth")
 _N = len(COMPARED_FIELDS)
+# How far from certain an anchored pair is held (a mistyped identifier can still pass its check).
+_ANCHOR_EPSILON = 1e-3
 # Probabilities per field, indexed by level - 1 (disagree, near, agree).
 Table = tuple[tuple[float, float, float], ...]
 
@@ -113,6 +115,26 @@ class Model:
         return Band.NON_MATCH
 
 
+def _anchor(levels: Sequence[Level]) -> float | None:
+    """The posterior a national identifier fixes, or None where none is compared.
+
+    Different valid NHS numbers or UPNs: two people. The same one, with nothing
+    strongly disagreeing: one person. Anchoring these pairs keeps EM from
+    taking "the same family" (siblings agree on family name, postcode and
+    household) for "the same person", which unanchored EM does on tightly
+    blocked pairs.
+    """
+    if strong_disagreement(levels):
+        return _ANCHOR_EPSILON if _identity_disagrees(levels) else None
+    if levels[_NHS] == Level.AGREE or levels[_UPN] == Level.AGREE:
+        return 1.0 - _ANCHOR_EPSILON
+    return None
+
+
+def _identity_disagrees(levels: Sequence[Level]) -> bool:
+    return levels[_NHS] == Level.DISAGREE or levels[_UPN] == Level.DISAGREE
+
+
 def _smoothed(
     counts: Sequence[float], prior: Sequence[float], alpha: float
 ) -> tuple[float, float, float]:
@@ -142,7 +164,18 @@ def fit(
     *,
     random_levels: Sequence[tuple[Level, ...]] = (),
 ) -> Model:
-    """Estimate m, u and lambda by EM over the candidate pairs' levels.
+    """Estimate m, u and lambda by EM over the candidate pairs' levels (see ``fit_patterns``)."""
+    patterns: Counter[tuple[Level, ...]] = Counter(c.levels for c in comparisons)
+    return fit_patterns(patterns, config, random_levels=random_levels)
+
+
+def fit_patterns(
+    patterns: Mapping[tuple[Level, ...], float],
+    config: LinkageConfig = DEFAULT_CONFIG,
+    *,
+    random_levels: Sequence[tuple[Level, ...]] = (),
+) -> Model:
+    """Estimate m, u and lambda by EM over counts of level patterns.
 
     ``random_levels`` are the levels of random record pairs: when given, u starts
     from them, and stays there if ``em.hold_u``; otherwise EM moves u to the
@@ -152,7 +185,7 @@ def fit(
     """
     em = config.em
     alpha = em.pseudo_count
-    patterns = sorted(Counter(c.levels for c in comparisons).items())
+    counted = sorted((levels, float(count)) for levels, count in patterns.items() if count > 0)
     m: Table = tuple(em.m_prior for _ in range(_N))
     u: Table = tuple(em.u_prior for _ in range(_N))
     fixed_u = len(random_levels) > 0
@@ -160,8 +193,8 @@ def fit(
         counts = _level_counts((levels, 1.0) for levels in random_levels)
         u = tuple(_smoothed(c, em.u_prior, alpha) for c in counts)
     lam = em.match_prior
-    iterations, converged = 0, not patterns
-    while patterns and iterations < em.max_iterations:
+    iterations, converged = 0, not counted
+    while counted and iterations < em.max_iterations:
         iterations += 1
         log_m = [[math.log(p) for p in row] for row in m]
         log_u = [[math.log(p) for p in row] for row in u]
@@ -170,12 +203,15 @@ def fit(
         unmatched: list[tuple[tuple[Level, ...], float]] = []
         total_match = 0.0
         total = 0.0
-        for levels, count in patterns:
+        for levels, count in counted:
             odds = prior
             for f, level in enumerate(levels):
                 if level:
                     odds += log_m[f][level - 1] - log_u[f][level - 1]
             posterior = 1.0 / (1.0 + math.exp(-odds)) if odds > -700 else 0.0
+            anchor = _anchor(levels) if em.anchor_identifiers else None
+            if anchor is not None:
+                posterior = anchor
             matched.append((levels, count * posterior))
             unmatched.append((levels, count * (1.0 - posterior)))
             total_match += count * posterior

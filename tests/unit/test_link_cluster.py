@@ -67,6 +67,28 @@ def test_different_upns_are_kept_apart_and_the_switch_turns_it_off() -> None:
     assert cluster(refs, [link], _guard(records, settings=off)).refused == ()
 
 
+def test_a_record_that_fits_two_exclusive_records_equally_joins_neither() -> None:
+    # r1 (no NHS number) matches r0 and r2 about equally; r0 and r2 differ on NHS.
+    records = _records({"nhs": "x"}, {}, {"nhs": "y"})
+    refs = [r.ref for r in records]
+    links = [Link(0, 1, 12.0, SAME), Link(1, 2, 11.5, SAME)]
+    result = cluster(refs, links, _guard(records), margin=1.0)
+    assert len(set(result.labels)) == 3
+    assert set(result.refused) == set(links)
+    clear = [Link(0, 1, 12.0, SAME), Link(1, 2, 10.5, SAME)]
+    result = cluster(refs, clear, _guard(records), margin=1.0)
+    assert result.labels[0] == result.labels[1] != result.labels[2]
+    assert result.refused == (clear[1],)
+
+
+def test_a_shared_nhs_number_outweighs_a_different_given_name_at_home() -> None:
+    records = _records({"household": "h", "nhs": "n"}, {"household": "h", "nhs": "n"})
+    refs = [r.ref for r in records]
+    levels = (A, M, D, A, A, A, A)
+    result = cluster(refs, [Link(0, 1, 20.0, levels)], _guard(records))
+    assert result.labels[0] == result.labels[1]
+
+
 def test_twins_at_one_household_stay_apart() -> None:
     records = _records({"household": "h"}, {"household": "h"})
     refs = [r.ref for r in records]

@@ -25,8 +25,11 @@ def _population(seed: int, matches: int, non_matches: int) -> list[Comparison]:
     return out
 
 
+UNANCHORED = LinkageConfig.model_validate({"em": {"anchor_identifiers": False}})
+
+
 def test_em_recovers_a_separable_mixture() -> None:
-    model = fit(_population(1, 3000, 7000))
+    model = fit(_population(1, 3000, 7000), UNANCHORED)
     assert model.converged
     assert model.match_prior == pytest.approx(0.3, abs=0.02)
     for f in range(len(COMPARED_FIELDS)):
@@ -43,6 +46,23 @@ def test_fit_is_independent_of_comparison_order() -> None:
     shuffled = comparisons[:]
     random.Random(9).shuffle(shuffled)
     assert fit(comparisons) == fit(shuffled)
+    assert fit(comparisons, UNANCHORED) == fit(shuffled, UNANCHORED)
+
+
+def test_national_identifiers_anchor_the_classes() -> None:
+    """Siblings (same family name and postcode, different NHS numbers) teach u, not m."""
+    siblings = (D, M, D, A, D, A, A)
+    same = (A, M, A, A, A, A, A)
+    unknown = (M, M, D, A, D, A, A)
+    counts = [(siblings, 600), (same, 300), (unknown, 100)]
+    comparisons = [Comparison(i, i + 1, levels) for levels, n in counts for i in range(n)]
+    anchored = fit(comparisons)
+    # Share of matches: the 300 anchored, plus whatever of the 100 unknowns look like them.
+    assert 0.29 < anchored.match_prior < 0.41
+    assert anchored.score(unknown)[1] < 0.01  # the siblings' pattern bar the NHS numbers
+    assert anchored.weights[4][0] < -5  # a different date of birth is strong evidence
+    assert anchored.weights[0][0] < -5  # so is a different NHS number
+    assert anchored.score(same)[1] > 0.999
 
 
 def test_fit_on_nothing_gives_the_priors() -> None:
