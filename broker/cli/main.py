@@ -15,6 +15,7 @@ from broker.cli.audit import register as register_audit_commands
 from broker.cli.audit_reports import register as register_audit_reports
 from broker.cli.identity import register as register_identity_commands
 from broker.cli.keys import keys_app
+from broker.cli.link import register as register_link_command
 from broker.errors import AccordError
 
 app = typer.Typer(
@@ -37,6 +38,7 @@ app.add_typer(agencies_app, name="agencies")
 register_identity_commands(agencies_app, app)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+register_link_command(app)
 
 out = Console(soft_wrap=True, highlight=False, emoji=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
