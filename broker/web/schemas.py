@@ -10,11 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from audit.events import LoggedEntry
 
-# The largest integer a database column holds. Integers in paths and queries are
-# bounded by it (bodies by broker.web.json_guard), so a huge one is a 422 that the
-# schema declares, never an overflow in the database driver.
-SQL_INT_MAX = 2**63 - 1
-SQL_INT_MIN = -(2**63)
+# The largest value a PostgreSQL INTEGER column holds (sequence numbers, sizes,
+# versions are such columns). Integers in paths and queries, and those bodies use
+# as keys, are bounded by it, so a huge one is a 422 that the schema declares, never
+# an overflow in the database (a 500 on SQLite, a 503 on PostgreSQL before this).
+SQL_INT_MAX = 2**31 - 1
+SQL_INT_MIN = -(2**31)
 PathInt = Annotated[int, Path(ge=SQL_INT_MIN, le=SQL_INT_MAX)]
 
 
@@ -30,7 +31,9 @@ class TokenisedIn(_Body):
         max_length=64,
         description="key_check from the agreement's linkage key file",
     )
-    key_version: int = Field(ge=1, description="key_version from the linkage key file")
+    key_version: int = Field(
+        ge=1, le=SQL_INT_MAX, description="key_version from the linkage key file"
+    )
 
 
 class BatchIn(_Body):

@@ -20,7 +20,13 @@ from audit.queries import AuditQuery
 from broker.lookup_patterns import PatternThresholds
 from broker.web.authorise import AgencyDep, PrincipalDep
 from broker.web.deps import BrokerDep, RequestIdDep
-from broker.web.schemas import AuditEntryOut, ErrorOut, IdentifierName, audit_entry_out
+from broker.web.schemas import (
+    SQL_INT_MAX,
+    AuditEntryOut,
+    ErrorOut,
+    IdentifierName,
+    audit_entry_out,
+)
 
 router = APIRouter(prefix="/v1/audit", tags=["audit search"])
 
@@ -51,7 +57,7 @@ class AuditSearchIn(_Body):
     )
     since: _Time = None
     until: _Time = None
-    after: int = Field(default=0, description="return entries after this position")
+    after: int = Field(default=0, le=SQL_INT_MAX, description="return entries after this position")
     limit: int = Field(default=100, description="1 to 1000")
     identifiers: _Identifiers = None
     format: Literal["json", "csv", "fhir"] = "json"
