@@ -19,15 +19,16 @@ from __future__ import annotations
 import inspect
 import secrets
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from broker.errors import Location, ValidationError
 
@@ -35,17 +36,15 @@ if TYPE_CHECKING:
     from broker.link.config import LinkageConfig
     from broker.link.encode import Cascade, RecordEncoder
     from broker.link.engine import LinkResult
-    from broker.link.files import InputFile, InputRecord
-    from broker.link.report import FileCounts
+    from broker.link.files import InputRecord
     from broker.link.types import EncodedRecord
 
 KEY_BYTES = 32
-#: From this many records, encoding runs in ``ENCODE_WORKERS`` processes (measured; see docs).
-PARALLEL_FROM = 20_000
+#: From this much input (about 20,000 rows), encoding and comparing run in
+#: ``ENCODE_WORKERS`` processes (measured; see docs/linkage.md) and progress is shown.
+PARALLEL_FROM_BYTES = 2_000_000
 ENCODE_WORKERS = 2
 CHUNK = 5_000
-#: From this much input (about 20,000 rows), progress is shown on stderr.
-PROGRESS_FROM_BYTES = 2_000_000
 
 Files = Annotated[
     list[Path], typer.Argument(help="Input CSV files (canonical columns; record_id required)")
@@ -74,6 +73,7 @@ ReportOption = Annotated[
 
 Row = tuple[str, str, dict[str, str]]
 Encoded = tuple["EncodedRecord", tuple[str, ...]]
+OnChunk = Callable[[Sequence["InputRecord"], Sequence[Encoded]], None]
 
 _WORKER_ENCODER: RecordEncoder | None = None
 
@@ -91,41 +91,51 @@ def _encode_chunk(rows: Sequence[Row]) -> list[Encoded]:
     return [encode(ref, source, identifiers) for ref, source, identifiers in rows]
 
 
-def _chunks(records: Sequence[InputRecord]) -> Iterator[list[Row]]:
-    for start in range(0, len(records), CHUNK):
-        yield [(r.ref, r.source, dict(r.identifiers)) for r in records[start : start + CHUNK]]
+def chunked(records: Iterable[InputRecord], size: int = CHUNK) -> Iterator[list[InputRecord]]:
+    """``records`` in lists of ``size`` (the last shorter), read lazily."""
+    chunk: list[InputRecord] = []
+    for record in records:
+        chunk.append(record)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
-def encode_all(
-    records: Sequence[InputRecord],
+def encode_chunks(
+    chunks: Iterable[Sequence[InputRecord]],
     key: bytes,
     cascade: Cascade,
+    on_chunk: OnChunk,
     *,
-    workers: int,
-    advance: Callable[[int], None] = lambda _: None,
-) -> list[Encoded]:
-    """Each record encoded with its data-quality notes, in input order.
+    workers: int = 1,
+) -> None:
+    """Encode each chunk with its data-quality notes; ``on_chunk`` gets them in input order.
 
-    ``workers`` above one encodes chunks in that many processes; the result is
-    identical (encoding is deterministic under one key and cascade).
+    ``workers`` above one encodes in that many processes, each with its own
+    encoder built from ``key`` at start; at most two chunks per worker are in
+    flight, so input is read no faster than it is encoded. The result is the
+    same either way: encoding is deterministic under one key and cascade.
     """
-    out: list[Encoded] = []
     if workers <= 1:
         from broker.link.encode import RecordEncoder
 
-        encoder = RecordEncoder(key, cascade)
-        for start in range(0, len(records), CHUNK):
-            chunk = records[start : start + CHUNK]
-            out.extend(encoder.encode_with_notes(r.ref, r.source, r.identifiers) for r in chunk)
-            advance(len(chunk))
-        return out
-    with ProcessPoolExecutor(
-        max_workers=workers, initializer=_start_worker, initargs=(key, cascade)
-    ) as pool:
-        for encoded in pool.map(_encode_chunk, _chunks(records)):
-            out.extend(encoded)
-            advance(len(encoded))
-    return out
+        encode = RecordEncoder(key, cascade).encode_with_notes
+        for chunk in chunks:
+            on_chunk(chunk, [encode(r.ref, r.source, r.identifiers) for r in chunk])
+        return
+    in_flight: deque[tuple[Sequence[InputRecord], Future[list[Encoded]]]] = deque()
+    with ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(key, cascade)) as pool:
+        for chunk in chunks:
+            rows = [(r.ref, r.source, dict(r.identifiers)) for r in chunk]
+            in_flight.append((chunk, pool.submit(_encode_chunk, rows)))
+            if len(in_flight) >= 2 * workers:
+                done, future = in_flight.popleft()
+                on_chunk(done, future.result())
+        while in_flight:
+            done, future = in_flight.popleft()
+            on_chunk(done, future.result())
 
 
 @contextmanager
@@ -133,7 +143,7 @@ def _progress(show: bool) -> Iterator[Progress]:
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        TextColumn("{task.completed:,.0f} records"),
         TimeElapsedColumn(),
         console=Console(stderr=True),
         disable=not show,
@@ -185,39 +195,29 @@ def _check_paths(files: Sequence[Path], outputs: Sequence[Path | None]) -> None:
         )
 
 
-def _encode_inputs(
-    inputs: Sequence[InputFile],
-    key: bytes,
-    settings: LinkageConfig,
-    progress: Progress,
-    seconds: dict[str, float],
-    workers: int | None,
-) -> tuple[list[EncodedRecord], dict[str, FileCounts], int]:
-    """Encode every row; count notes per file. Returns the linkable records, counts, workers."""
-    from broker.link.report import NO_USABLE_IDENTIFIER, FileCounts
+class _Collected:
+    """What linking needs from the encoded rows: refs in input order, counts, usable records."""
 
-    records = [record for one in inputs for record in one.records]
-    if workers is None:
-        workers = ENCODE_WORKERS if len(records) >= PARALLEL_FROM else 1
-    task = progress.add_task("encoding", total=len(records))
-    mark = time.perf_counter()
-    encoded = encode_all(
-        records,
-        key,
-        settings.encoder_cascade(),
-        workers=workers,
-        advance=lambda n: progress.advance(task, n),
-    )
-    seconds["encoding"] = time.perf_counter() - mark
-    counts = {one.source: FileCounts(str(one.path), one.source) for one in inputs}
-    usable = []
-    for record, (encoded_record, notes) in zip(records, encoded, strict=True):
-        file_counts = counts[record.source]
-        file_counts.read += 1
-        file_counts.note(record.line, notes)
-        if NO_USABLE_IDENTIFIER not in notes:
-            usable.append(encoded_record)
-    return usable, counts, workers
+    def __init__(self, files: Sequence[Path]) -> None:
+        from broker.link.report import FileCounts
+
+        self.refs: list[str] = []
+        self.usable: list[EncodedRecord] = []
+        self.linkable: dict[str, list[str]] = {path.stem: [] for path in files}
+        self.counts = {path.stem: FileCounts(str(path), path.stem) for path in files}
+
+    def __call__(self, chunk: Sequence[InputRecord], encoded: Sequence[Encoded]) -> None:
+        from broker.link.report import NO_USABLE_IDENTIFIER
+
+        for record, (encoded_record, notes) in zip(chunk, encoded, strict=True):
+            # Identifiers are not kept past this point: only the ref and the encoding.
+            self.refs.append(record.ref)
+            counts = self.counts[record.source]
+            counts.read += 1
+            counts.note(record.line, notes)
+            if NO_USABLE_IDENTIFIER not in notes:
+                self.usable.append(encoded_record)
+                self.linkable[record.source].append(record.ref)
 
 
 def link(
@@ -237,56 +237,62 @@ def link(
     from broker.link.cluster import cluster_id
     from broker.link.config import DEFAULT_CONFIG, load_linkage_config
     from broker.link.engine import link_records
-    from broker.link.files import read_input, write_clusters, write_pairs, write_text
+    from broker.link.files import iter_input, write_clusters, write_pairs, write_text
     from broker.link.report import LinkReport, count_clusters, render
 
     _check_paths(files, (out, pairs, report))
     settings = DEFAULT_CONFIG if config is None else load_linkage_config(config)
     linkage_key, key_kind = _load_key(key)
+    readers = [iter_input(path) for path in files]  # opens each now: a missing file fails early
+    size = sum(path.stat().st_size for path in files)
+    if workers is None:
+        workers = ENCODE_WORKERS if size >= PARALLEL_FROM_BYTES else 1
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    show = sum(path.stat().st_size for path in files if path.is_file()) > PROGRESS_FROM_BYTES
+    collected = _Collected(files)
 
-    with _progress(show) as progress:
-        reading = progress.add_task("reading", total=len(files))
-        inputs: list[InputFile] = []
-        for path in files:
-            inputs.append(read_input(path))
-            progress.advance(reading)
-        seconds["reading"] = time.perf_counter() - started
-        usable, counts, used = _encode_inputs(
-            inputs, linkage_key, settings, progress, seconds, workers
+    with _progress(size >= PARALLEL_FROM_BYTES) as progress:
+        task = progress.add_task("reading and encoding", total=None)
+
+        def on_chunk(chunk: Sequence[InputRecord], encoded: Sequence[Encoded]) -> None:
+            collected(chunk, encoded)
+            progress.advance(task, len(chunk))
+
+        records = (record for reader in readers for record in reader)
+        encode_chunks(
+            chunked(records), linkage_key, settings.encoder_cascade(), on_chunk, workers=workers
         )
-        linking = progress.add_task("linking", total=1)
+        seconds["reading_and_encoding"] = time.perf_counter() - started
+        linking = progress.add_task(f"linking {len(collected.usable):,}", total=None)
         mark = time.perf_counter()
-        result = _link(link_records, usable, settings, used)
-        progress.advance(linking)
+        result = _link(link_records, collected.usable, settings, workers)
+        progress.update(linking, total=1, completed=1)
         seconds["linking"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
     clusters = result.clusters
-    records = [record for one in inputs for record in one.records]
     # A rejected row is linked to nothing: a cluster of its own, so every row has one.
-    write_clusters(out, ((r.ref, clusters.get(r.ref) or cluster_id(r.ref)) for r in records))
+    write_clusters(out, ((ref, clusters.get(ref) or cluster_id(ref)) for ref in collected.refs))
     if pairs is not None:
         write_pairs(pairs, result.pairs)
     seconds["writing"] = time.perf_counter() - mark
     seconds["total"] = time.perf_counter() - started
 
-    for one in inputs:
-        linked_refs = [r.ref for r in one.records if r.ref in clusters]
-        count_clusters(counts[one.source], linked_refs, clusters)
+    counts = collected.counts
+    for source, refs in collected.linkable.items():
+        count_clusters(counts[source], refs, clusters)
     quality = result.quality
     outcome = LinkReport(
-        files=[counts[one.source] for one in inputs],
+        files=[counts[path.stem] for path in files],
         precision=quality.precision,
         recall=quality.recall,
         pairs_per_band=quality.pairs_per_band,
-        records=len(records),
+        records=len(collected.refs),
         clusters=len(set(clusters.values())) + sum(c.rejected for c in counts.values()),
         comparisons=result.comparisons,
         refused_links=quality.refused_links,
         key=key_kind,
+        workers=workers,
         seconds=seconds,
     )
     console = Console(soft_wrap=True, highlight=False, emoji=False)

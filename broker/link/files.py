@@ -128,12 +128,24 @@ def _header(first: list[str], path: Path) -> dict[str, int]:
 
 
 def read_input(path: Path, source: str | None = None) -> InputFile:
-    """Read one input CSV; ValidationError naming the file (and line) for anything wrong.
+    """Read one input CSV whole; ValidationError naming the file (and line) for anything wrong.
 
-    Refs are ``source:record_id`` with ``source`` the file's stem unless given.
-    Blank lines are skipped. Rows are checked for width (ragged rows), empty
-    and repeated record ids; the identifiers themselves are checked later, by
-    the encoder, which only reports them.
+    See ``iter_input``, which this collects.
+    """
+    stem = source if source is not None else path.stem
+    return InputFile(path, stem, list(iter_input(path, stem)))
+
+
+def iter_input(path: Path, source: str | None = None) -> Iterator[InputRecord]:
+    """The records of one input CSV as they are read; ValidationError for anything wrong.
+
+    The file is opened at once (a missing file fails here, before any row is
+    used); rows are checked as they come, so an error can surface after
+    earlier records were yielded. Refs are ``source:record_id`` with
+    ``source`` the file's stem unless given. Blank lines are skipped. Rows are
+    checked for width (ragged rows), empty and repeated record ids; the
+    identifiers themselves are checked later, by the encoder, which only
+    reports them.
     """
     stem = source if source is not None else path.stem
     try:
@@ -150,13 +162,15 @@ def read_input(path: Path, source: str | None = None) -> InputFile:
             "link_file_unreadable",
             path,
         ) from None
-    records: list[InputRecord] = []
+    return _records(handle, path, stem)
+
+
+def _records(handle: BinaryIO, path: Path, stem: str) -> Iterator[InputRecord]:
     with handle:
-        rows = _rows(handle, path)
         columns: dict[str, int] | None = None
         width = 0
         seen: dict[str, int] = {}
-        for line, row in rows:
+        for line, row in _rows(handle, path):
             if not row or (len(row) == 1 and not row[0].strip() and columns is not None):
                 continue
             if columns is None:
@@ -191,7 +205,7 @@ def read_input(path: Path, source: str | None = None) -> InputFile:
             identifiers = {
                 name: row[index] for name, index in columns.items() if name != "record_id"
             }
-            records.append(InputRecord(f"{stem}:{record_id}", stem, line, identifiers))
+            yield InputRecord(f"{stem}:{record_id}", stem, line, identifiers)
     if columns is None:
         raise _invalid(
             "the file is empty; it needs a header row with a record_id column",
@@ -199,7 +213,6 @@ def read_input(path: Path, source: str | None = None) -> InputFile:
             path,
             1,
         )
-    return InputFile(path, stem, records)
 
 
 def check_sources(paths: Sequence[Path]) -> None:

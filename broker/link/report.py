@@ -76,6 +76,7 @@ class LinkReport:
     comparisons: int
     refused_links: int
     key: str  # "random" (this run only) or "file"
+    workers: int = 1
     seconds: Mapping[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -92,6 +93,7 @@ class LinkReport:
             "comparisons": self.comparisons,
             "links_refused_by_chaining_guard": self.refused_links,
             "key": self.key,
+            "workers": self.workers,
             "files": [
                 {
                     "file": counts.file,

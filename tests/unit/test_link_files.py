@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
+from broker.cli.link import chunked, encode_chunks
 from broker.errors import ValidationError
+from broker.link.config import DEFAULT_CONFIG
 from broker.link.files import (
+    InputRecord,
     OutputError,
     check_sources,
     check_writable,
@@ -178,3 +182,28 @@ def test_write_into_a_missing_folder_is_an_output_error(tmp_path: Path) -> None:
     with pytest.raises(OutputError) as caught:
         write_text(tmp_path / "gone" / "report.json", "{}")
     assert caught.value.code == "link_output_unwritable"
+
+
+def _encoded_in_order(workers: int, records: list[InputRecord]) -> list[tuple[str, object]]:
+    got: list[tuple[str, object]] = []
+
+    def on_chunk(chunk: Sequence[InputRecord], encoded: Sequence[tuple[object, object]]) -> None:
+        assert len(chunk) == len(encoded)
+        got.extend((record.ref, result) for record, result in zip(chunk, encoded, strict=True))
+
+    encode_chunks(
+        chunked(records, 7), b"k" * 32, DEFAULT_CONFIG.encoder_cascade(), on_chunk, workers=workers
+    )
+    return got
+
+
+def test_encoding_in_two_processes_equals_one_in_input_order() -> None:
+    base = read_input(CORPUS / "data-quality.csv").records
+    records = [
+        InputRecord(f"t:{n}", "t", n + 2, {**base[n % 3].identifiers, "given_name": f"Amy{n % 5}"})
+        for n in range(40)
+    ]
+    one = _encoded_in_order(1, records)
+    assert [ref for ref, _ in one] == [r.ref for r in records]
+    assert _encoded_in_order(2, records) == one
+    assert [len(c) for c in chunked(records, 7)] == [7, 7, 7, 7, 7, 5]
