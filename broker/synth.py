@@ -211,6 +211,8 @@ def _people(rng: random.Random, count: int) -> list[Person]:
         # Common names cluster by community: half the namesakes live in the same sector.
         near = namesake.postcode[:-2] if namesake and rng.random() < 0.5 else None
         line, postcode = alloc.address(sector=near)
+        while namesake and postcode == namesake.postcode:  # the same sector, not the same unit
+            line, postcode = alloc.address(sector=near)
         old_line, old_postcode = alloc.address(home=False)
         while old_postcode == postcode:
             old_line, old_postcode = alloc.address(home=False)
