@@ -33,6 +33,8 @@ _DOB = COMPARED_FIELDS.index("date_of_birth")
 NHS_TOKEN = "nhs"  # noqa: S105 - a token name, not a secret
 UPN_TOKEN = "upn"  # noqa: S105
 HOUSEHOLD_TOKEN = "household"  # noqa: S105
+DOB_TOKEN = "dob"  # noqa: S105
+GIVEN_TOKEN = "given"  # noqa: S105
 
 CompareFn = Callable[[EncodedRecord, EncodedRecord], tuple[tuple[Level, ...], str | None]]
 
@@ -70,19 +72,28 @@ class Guard:
                 if x != y and enabled:
                     return True
                 same_identifier = same_identifier or x == y
-        if not (s.household_given or s.dob_and_given):
+        # Cheap token checks first: most pairs can fire neither rule, and the full
+        # comparison costs more than everything else here.
+        same_home = False
+        if s.household_given and not same_identifier:
+            home = ta.get(HOUSEHOLD_TOKEN)
+            same_home = home is not None and home == tb.get(HOUSEHOLD_TOKEN)
+        dob_a, dob_b = ta.get(DOB_TOKEN), tb.get(DOB_TOKEN)
+        dob_differs = s.dob_and_given and dob_a is not None and dob_b is not None and dob_a != dob_b
+        if not (same_home or dob_differs):
             return False
+        given = ta.get(GIVEN_TOKEN)
+        if given is None or given == tb.get(GIVEN_TOKEN) or GIVEN_TOKEN not in tb:
+            return False  # given names missing or equal: neither rule can fire
         if levels is None:
             levels = self._compare(self._records[a], self._records[b])[0]
         if levels[_GIVEN] != Level.DISAGREE:
             return False
         # A shared valid NHS number or UPN outweighs a different given name at one
         # address (a name used at home, one agency's mistake); twins never share one.
-        if s.household_given and not same_identifier and levels[_FAMILY] != Level.DISAGREE:
-            household = ta.get(HOUSEHOLD_TOKEN)
-            if household is not None and household == tb.get(HOUSEHOLD_TOKEN):
-                return True
-        return s.dob_and_given and levels[_DOB] == Level.DISAGREE
+        if same_home and levels[_FAMILY] != Level.DISAGREE:
+            return True
+        return dob_differs and levels[_DOB] == Level.DISAGREE
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,10 +171,11 @@ def cluster(
             parent[i], i = root, parent[i]
         return root
 
+    ordered = order_links(links, refs)
     ambiguous = _ambiguous(links, guard, margin)
     if ambiguous:
-        refused.extend(link for link in order_links(links, refs) if link in ambiguous)
-    for link in order_links(links, refs):
+        refused.extend(link for link in ordered if link in ambiguous)
+    for link in ordered:
         if link in ambiguous:
             continue
         ra, rb = find(link.left), find(link.right)

@@ -90,7 +90,9 @@ def test_a_shared_nhs_number_outweighs_a_different_given_name_at_home() -> None:
 
 
 def test_twins_at_one_household_stay_apart() -> None:
-    records = _records({"household": "h"}, {"household": "h"})
+    records = _records(
+        {"household": "h", "given": "g1", "dob": "d"}, {"household": "h", "given": "g2", "dob": "d"}
+    )
     refs = [r.ref for r in records]
     twins = (M, M, D, A, A, A, A)
     link = Link(0, 1, 30.0, twins)
@@ -102,7 +104,7 @@ def test_twins_at_one_household_stay_apart() -> None:
 def test_a_given_name_that_nearly_agrees_or_swapped_names_do_not_trigger_the_household_rule() -> (
     None
 ):
-    records = _records({"household": "h"}, {"household": "h"})
+    records = _records({"household": "h", "given": "g1"}, {"household": "h", "given": "g2"})
     refs = [r.ref for r in records]
     for levels in ((M, M, N, A, A, A, A), (M, M, D, D, A, A, A)):
         result = cluster(refs, [Link(0, 1, 30.0, levels)], _guard(records))
@@ -110,18 +112,21 @@ def test_a_given_name_that_nearly_agrees_or_swapped_names_do_not_trigger_the_hou
 
 
 def test_different_given_names_elsewhere_need_a_different_birth_date_too() -> None:
-    records = _records({}, {})
-    refs = [r.ref for r in records]
+    same = _records({"given": "g1", "dob": "d"}, {"given": "g2", "dob": "d"})
+    refs = [r.ref for r in same]
     same_dob = (M, M, D, A, A, A, D)
     other_dob = (M, M, D, A, D, A, D)
-    assert cluster(refs, [Link(0, 1, 30.0, same_dob)], _guard(records)).refused == ()
+    assert cluster(refs, [Link(0, 1, 30.0, same_dob)], _guard(same)).refused == ()
+    records = _records({"given": "g1", "dob": "d1"}, {"given": "g2", "dob": "d2"})
     link = Link(0, 1, 30.0, other_dob)
     assert cluster(refs, [link], _guard(records)).refused == (link,)
+    nearly = Link(0, 1, 30.0, (M, M, D, A, N, A, D))  # a typo in the date: not two people
+    assert cluster(refs, [nearly], _guard(records)).refused == ()
 
 
 def test_the_guard_checks_every_member_not_just_the_linking_pair() -> None:
     # r0-r1 and r2-r3 are clusters; r1-r2 links them, but r0 and r3 are twins.
-    records = _records({"household": "h"}, {}, {}, {"household": "h"})
+    records = _records({"household": "h", "given": "g1"}, {}, {}, {"household": "h", "given": "g2"})
     refs = [r.ref for r in records]
     twins = (M, M, D, A, A, A, A)
     guard = _guard(records, {frozenset(("r0", "r3")): twins})
