@@ -60,6 +60,8 @@ class QualityRow:
     baseline_twins_merged: int
     stranger_pairs: int
     strangers_merged: int
+    sibling_pairs: int
+    siblings_merged: int
     baseline_strangers_merged: int
     estimated_precision: float
     estimated_recall: float
@@ -108,6 +110,8 @@ def quality_row(profile: str, people: int, seed: int, workers: int) -> QualityRo
         baseline_twins_merged=merged_person_pairs(baseline, truth.persons, truth.twin_pairs),
         stranger_pairs=len(truth.stranger_pairs),
         strangers_merged=merged_person_pairs(clusters, truth.persons, truth.stranger_pairs),
+        sibling_pairs=len(truth.sibling_pairs),
+        siblings_merged=merged_person_pairs(clusters, truth.persons, truth.sibling_pairs),
         baseline_strangers_merged=merged_person_pairs(
             baseline, truth.persons, truth.stranger_pairs
         ),
@@ -134,6 +138,7 @@ def _metrics(row: QualityRow) -> list[tuple[str, str]]:
         ("twin pairs merged", f"{row.twins_merged} of {row.twin_pairs}"),
         ("same-name-same-birthday strangers merged",
          f"{row.strangers_merged} of {row.stranger_pairs}"),
+        ("other sibling pairs merged", f"{row.siblings_merged} of {row.sibling_pairs}"),
         ("pairs: match / possible / non-match",
          f"{bands.get(Band.MATCH, 0):,} / {bands.get(Band.POSSIBLE, 0):,} / "
          f"{bands.get(Band.NON_MATCH, 0):,}"),

@@ -91,11 +91,12 @@ def exact_key_clusters(keys: Mapping[str, str | None]) -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class TownTruth:
-    """What the bench scores against: each record's person, twin pairs and namesake pairs."""
+    """What the bench scores against: each record's person, and pairs of people never one."""
 
     persons: dict[str, str]  # ref ("agency:record_id") to person id
     twin_pairs: tuple[tuple[str, str], ...]
     stranger_pairs: tuple[tuple[str, str], ...]
+    sibling_pairs: tuple[tuple[str, str], ...] = ()  # same household, not a twin pair
 
 
 def ref_of(agency: str, record_id: str) -> str:
@@ -112,8 +113,10 @@ def town_truth(town: Town) -> TownTruth:
     """
     persons = {ref_of(t["agency"], t["record_id"]): t["person_id"] for t in town.truth}
     twins: dict[str, list[str]] = defaultdict(list)
+    homes: dict[str, list[str]] = defaultdict(list)
     same: dict[tuple[str, str, str], list[tuple[str, str]]] = defaultdict(list)
     for person in town.people:
+        homes[person.household_id].append(person.person_id)
         if person.twin:
             twins[person.household_id].append(person.person_id)
         key = (person.given_name, person.family_name, person.date_of_birth.isoformat())
@@ -127,4 +130,11 @@ def town_truth(town: Town) -> TownTruth:
         for a, b in combinations(sorted(group), 2)
         if a[0] != b[0]
     )
-    return TownTruth(persons, twin_pairs, strangers)
+    twin_set = set(twin_pairs)
+    siblings = tuple(
+        pair
+        for members in homes.values()
+        for pair in combinations(sorted(members), 2)
+        if pair not in twin_set
+    )
+    return TownTruth(persons, twin_pairs, strangers, siblings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from itertools import combinations
 
 import pytest
@@ -99,6 +100,15 @@ def test_town_truth_names_every_record_twin_pair_and_stranger_pair() -> None:
         assert people[a].twin
         assert people[b].twin
         assert people[a].household_id == people[b].household_id
+    twin_set = set(truth.twin_pairs)
+    assert truth.sibling_pairs
+    for a, b in truth.sibling_pairs:
+        assert (a, b) not in twin_set
+        assert a < b
+        assert people[a].household_id == people[b].household_id
+    sizes = Counter(p.household_id for p in town.people)
+    every_pair = sum(n * (n - 1) // 2 for n in sizes.values())
+    assert len(truth.sibling_pairs) == every_pair - len(truth.twin_pairs)
     deliberate = {tuple(sorted((p.person_id, p.namesake_of))) for p in town.people if p.namesake_of}
     assert deliberate
     assert deliberate <= set(truth.stranger_pairs)
