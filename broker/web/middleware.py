@@ -135,14 +135,18 @@ class _TooLarge(Exception):
     pass
 
 
+class _Disconnected(Exception):
+    pass
+
+
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or None once it passes ``limit`` bytes or the client goes."""
+    """The whole body, or None once it passes ``limit`` bytes; _Disconnected if the client went."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return None
+            raise _Disconnected
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -223,7 +227,10 @@ class GuardMiddleware:
             await _send_error(send, 413, "body_too_large", self._too_large())
 
     async def _checked(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await _read_body(receive, self.max_body_bytes)
+        try:
+            body = await _read_body(receive, self.max_body_bytes)
+        except _Disconnected:
+            return  # nobody is left to answer
         if body is None:
             await _send_error(send, 413, "body_too_large", self._too_large())
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 
 from broker.errors import ValidationError
 from broker.web.json_guard import JsonLimits, check_json_body
+from broker.web.middleware import GuardMiddleware
 from tests.auth_helpers import person_headers
 from tests.fuzz.conftest import Caller
 from tests.helpers import AGREEMENT, idempotent, school_record
@@ -155,3 +157,35 @@ def test_guard_cost_on_a_thousand_records() -> None:
         f"(plain json.loads {plain * 1000:.2f} ms)"
     )
     assert best < 0.25
+
+
+def test_a_client_that_leaves_mid_body_gets_no_answer() -> None:
+    """The guard reads the body whole; a disconnect then is not a 413 nor a call to the app."""
+    called: list[str] = []
+    sent: list[dict[str, Any]] = []
+
+    async def app(_scope: Any, _receive: Any, _send: Any) -> None:
+        called.append("app")
+
+    messages = [
+        {"type": "http.request", "body": b'{"records": [', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": BATCHES,
+        "headers": [(b"content-type", b"application/json")],
+    }
+    guard = GuardMiddleware(app, max_body_bytes=4096)
+    asyncio.run(guard(scope, receive, send))
+    assert called == []
+    assert sent == []
+    assert messages == []
