@@ -143,7 +143,7 @@ def _progress(show: bool) -> Iterator[Progress]:
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed:,.0f} records"),
+        TextColumn("{task.fields[done]}"),
         TimeElapsedColumn(),
         console=Console(stderr=True),
         disable=not show,
@@ -252,18 +252,21 @@ def link(
     collected = _Collected(files)
 
     with _progress(size >= PARALLEL_FROM_BYTES) as progress:
-        task = progress.add_task("reading and encoding", total=None)
+        task = progress.add_task("reading and encoding", total=None, done="")
 
         def on_chunk(chunk: Sequence[InputRecord], encoded: Sequence[Encoded]) -> None:
             collected(chunk, encoded)
-            progress.advance(task, len(chunk))
+            progress.update(task, done=f"{len(collected.refs):,} records")
 
         records = (record for reader in readers for record in reader)
         encode_chunks(
             chunked(records), linkage_key, settings.encoder_cascade(), on_chunk, workers=workers
         )
         seconds["reading_and_encoding"] = time.perf_counter() - started
-        linking = progress.add_task(f"linking {len(collected.usable):,}", total=None)
+        progress.update(task, total=1, completed=1)
+        linking = progress.add_task(
+            "linking", total=None, done=f"{len(collected.usable):,} records"
+        )
         mark = time.perf_counter()
         result = _link(link_records, collected.usable, settings, workers)
         progress.update(linking, total=1, completed=1)

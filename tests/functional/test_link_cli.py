@@ -133,7 +133,7 @@ def test_clusters_cover_every_record_once_and_pairs_agree_with_them(
 def test_the_same_key_gives_the_same_output(town: Path, tmp_path: Path) -> None:
     key = _key_file(tmp_path)
     outputs = []
-    for run in ("one", "two"):
+    for run in ("first", "again"):
         out, pairs = tmp_path / f"{run}.csv", tmp_path / f"{run}-pairs.csv"
         code, _, stderr = _link(
             tmp_path, *_inputs(town), "--out", str(out), "--pairs", str(pairs), "--key", str(key)
@@ -141,6 +141,14 @@ def test_the_same_key_gives_the_same_output(town: Path, tmp_path: Path) -> None:
         assert code == 0, stderr
         outputs.append((out.read_bytes(), pairs.read_bytes()))
     assert outputs[0] == outputs[1]
+    # Encoding and comparing in two processes changes nothing.
+    out, pairs = tmp_path / "two.csv", tmp_path / "two-pairs.csv"
+    code, _, stderr = _link(
+        tmp_path, *_inputs(town), "--out", str(out), "--pairs", str(pairs), "--key", str(key),
+        "--workers", "2",
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert (out.read_bytes(), pairs.read_bytes()) == outputs[0]
     # The files in another order: the same clusters and pairs, rows in the new input order.
     out, pairs = tmp_path / "reversed.csv", tmp_path / "reversed-pairs.csv"
     code, _, stderr = _link(
@@ -150,7 +158,7 @@ def test_the_same_key_gives_the_same_output(town: Path, tmp_path: Path) -> None:
     assert code == 0, stderr
     assert pairs.read_bytes() == outputs[0][1]
     assert sorted(_rows(out), key=lambda r: r["record_id"]) == sorted(
-        _rows(tmp_path / "one.csv"), key=lambda r: r["record_id"]
+        _rows(tmp_path / "first.csv"), key=lambda r: r["record_id"]
     )
 
 
