@@ -31,6 +31,7 @@ from bench.linkage_truth import (
     PairScore,
     exact_key_clusters,
     merged_person_pairs,
+    missed_by_mistake,
     pairwise_score,
     ref_of,
     town_truth,
@@ -71,6 +72,7 @@ class QualityRow:
     comparisons: int
     encode_seconds: float
     link_seconds: float
+    missed: dict[str, tuple[int, int]]
 
 
 def encode_town(
@@ -123,6 +125,7 @@ def quality_row(profile: str, people: int, seed: int, workers: int) -> QualityRo
         comparisons=result.comparisons,
         encode_seconds=encoded - started,
         link_seconds=linked - encoded,
+        missed=missed_by_mistake(clusters, truth.persons, truth.mistakes),
     )
 
 
@@ -168,6 +171,22 @@ def quality_table(rows: Sequence[QualityRow]) -> Table:
     columns = [_metrics(row) for row in rows]
     for k, (name, _) in enumerate(columns[0] if columns else []):
         table.add_row(name, *(column[k][1] for column in columns))
+    return table
+
+
+def missed_table(rows: Sequence[QualityRow]) -> Table:
+    """True pairs the engine missed, by the mistakes their records carry (where recall goes)."""
+    table = Table(title="True pairs missed, by a mistake on either record (missed of pairs)")
+    table.add_column("mistake")
+    for row in rows:
+        table.add_column(row.profile, justify="right")
+    names = sorted({name for row in rows for name in row.missed})
+    for name in names:
+        cells = []
+        for row in rows:
+            missed, total = row.missed.get(name, (0, 0))
+            cells.append(f"{missed:,} of {total:,} ({missed / total:.1%})" if total else "-")
+        table.add_row(name, *cells)
     return table
 
 
@@ -218,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             console.log(f"quality: {profile}, {people:,} people")
             rows.append(quality_row(profile, people, arguments.seed, arguments.workers))
         console.print(quality_table(rows))
+        console.print(missed_table(rows))
     if arguments.speed:
         records = arguments.speed_records or (20_000 if arguments.quick else 1_000_000)
         console.print(speed_table(run_speed(records, arguments.seed, arguments.workers, console)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import combinations
 
 from broker.synth import Town
@@ -75,6 +75,31 @@ def merged_person_pairs(
     return sum(1 for a, b in person_pairs if held.get(a, set()) & held.get(b, set()))
 
 
+def missed_by_mistake(
+    clusters: Mapping[str, str],
+    truth: Mapping[str, str],
+    mistakes: Mapping[str, frozenset[str]],
+) -> dict[str, tuple[int, int]]:
+    """Per mistake: (true pairs missed, true pairs) among pairs where either record has it.
+
+    A pair whose records carry no mistake counts under "none". A pair with two
+    mistakes counts under each, so the rows do not add up to the whole.
+    """
+    by_person: dict[str, list[str]] = defaultdict(list)
+    for ref in sorted(truth):
+        by_person[truth[ref]].append(ref)
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for refs in by_person.values():
+        for a, b in combinations(refs, 2):
+            missed = int(clusters[a] != clusters[b])
+            for mistake in (mistakes.get(a, frozenset()) | mistakes.get(b, frozenset())) or {
+                "none"
+            }:
+                counts[mistake][0] += missed
+                counts[mistake][1] += 1
+    return {name: (c[0], c[1]) for name, c in sorted(counts.items())}
+
+
 def exact_key_clusters(keys: Mapping[str, str | None]) -> dict[str, str]:
     """Clusters of the exact-hash baseline: records with an equal key together, others alone.
 
@@ -97,6 +122,7 @@ class TownTruth:
     twin_pairs: tuple[tuple[str, str], ...]
     stranger_pairs: tuple[tuple[str, str], ...]
     sibling_pairs: tuple[tuple[str, str], ...] = ()  # same household, not a twin pair
+    mistakes: Mapping[str, frozenset[str]] = field(default_factory=dict)  # ref to mistakes
 
 
 def ref_of(agency: str, record_id: str) -> str:
@@ -137,4 +163,8 @@ def town_truth(town: Town) -> TownTruth:
         for pair in combinations(sorted(members), 2)
         if pair not in twin_set
     )
-    return TownTruth(persons, twin_pairs, strangers, siblings)
+    mistakes = {
+        ref_of(t["agency"], t["record_id"]): frozenset(filter(None, t["corruptions"].split(";")))
+        for t in town.truth
+    }
+    return TownTruth(persons, twin_pairs, strangers, siblings, mistakes)

@@ -11,6 +11,7 @@ from bench.linkage_truth import (
     PairScore,
     exact_key_clusters,
     merged_person_pairs,
+    missed_by_mistake,
     pairwise_score,
     town_truth,
 )
@@ -120,3 +121,19 @@ def test_town_truth_names_every_record_twin_pair_and_stranger_pair() -> None:
             right.family_name,
             right.date_of_birth,
         )
+
+
+def test_missed_by_mistake_counts_each_true_pair_under_each_mistake_it_carries() -> None:
+    # P1's pairs: a1-a2 kept, a1-a3 and a2-a3 missed (a3 split); P2's b1-b2 kept.
+    clusters = {"a1": "x", "a2": "x", "a3": "y", "b1": "z", "b2": "z", "c1": "w"}
+    mistakes = {
+        "a3": frozenset({"name_typo"}),
+        "a1": frozenset({"dob_swap"}),
+        "b1": frozenset({"name_typo", "postcode_old"}),
+    }
+    assert missed_by_mistake(clusters, TRUTH, mistakes) == {
+        "dob_swap": (1, 2),  # a1-a2 kept, a1-a3 missed
+        "name_typo": (2, 3),  # a1-a3, a2-a3 missed; b1-b2 kept
+        "postcode_old": (0, 1),
+    }
+    assert missed_by_mistake(clusters, TRUTH, {})["none"] == (2, 4)
