@@ -246,6 +246,7 @@ class IncrementalLinker:
         self._refused_count = 0
         self._refused_posterior = 0.0
         self._labels: list[str] = []
+        self._cluster_count = 0  # distinct labels, kept as they change (a set is O(n))
         self._comparisons = 0
         self._last: LinkResult | None = None
 
@@ -297,7 +298,7 @@ class IncrementalLinker:
             recall=mass / self._posterior_total if self._posterior_total > 0 else 1.0,
             pairs_per_band={band: bands.get(band, 0) for band in Band},
             records=len(self._records),
-            clusters=len(set(self._labels)),
+            clusters=self._cluster_count,
             refused_links=self._refused_count,
         )
 
@@ -330,6 +331,7 @@ class IncrementalLinker:
             self._position[record.ref] = position
             self._parent.append(position)
             self._labels.append(cluster_id(record.ref))
+            self._cluster_count += 1
             touched.add(position)
             for other in sorted(self._index.candidates(record)):
                 levels, rule = compare(self._records[other], record)
@@ -393,6 +395,8 @@ class IncrementalLinker:
             self._refused[root] = new
         self._refused_count += len(new)
         self._refused_posterior += sum(new.values())
+        before = len({self._labels[p] for p in members})
+        self._cluster_count += len(set(outcome.labels)) - before
         changed = {}
         for position, label in zip(members, outcome.labels, strict=True):
             self._labels[position] = label

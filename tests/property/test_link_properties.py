@@ -204,6 +204,8 @@ def test_incremental_batches_give_the_clusters_of_one_batch(town, rnd: random.Ra
     assert result.comparisons == whole.comparisons
     assert result.households == whole.households
     assert result.quality.pairs_per_band == whole.quality.pairs_per_band
+    assert result.quality.clusters == whole.quality.clusters
+    assert result.quality.refused_links == whole.quality.refused_links
     assert abs(result.quality.precision - whole.quality.precision) < 1e-9
     assert abs(result.quality.recall - whole.quality.recall) < 1e-9
 
