@@ -273,3 +273,14 @@ def test_two_files_with_one_name_are_refused(tmp_path: Path) -> None:
     )
     assert code == 1
     assert "share this name" in stderr
+
+
+def test_a_file_of_no_records_links_nothing_and_completes(tmp_path: Path) -> None:
+    out, report = tmp_path / "c.csv", tmp_path / "r.json"
+    code, _, stderr = _link(
+        tmp_path, str(CORPUS / "header-only.csv"), "--out", str(out), "--report", str(report)
+    )
+    assert code == 0, stderr
+    assert out.read_bytes() == b"record_id,cluster_id\r\n"
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert (data["records"], data["clusters"], data["comparisons"]) == (0, 0, 0)

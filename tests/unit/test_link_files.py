@@ -207,3 +207,14 @@ def test_encoding_in_two_processes_equals_one_in_input_order() -> None:
     assert [ref for ref, _ in one] == [r.ref for r in records]
     assert _encoded_in_order(2, records) == one
     assert [len(c) for c in chunked(records, 7)] == [7, 7, 7, 7, 7, 5]
+
+
+def test_an_unclosed_quote_is_not_well_formed_csv() -> None:
+    error = _refused(CORPUS / "stray-quote.csv")
+    assert error.code == "link_file_not_csv"
+    assert error.location.line == 4  # the quote opened at line 3 runs to the end of the file
+
+
+def test_a_header_alone_is_a_file_of_no_records() -> None:
+    read = read_input(CORPUS / "header-only.csv")
+    assert read.records == []
