@@ -37,6 +37,7 @@ DOB_TOKEN = "dob"  # noqa: S105
 GIVEN_TOKEN = "given"  # noqa: S105
 
 CompareFn = Callable[[EncodedRecord, EncodedRecord], tuple[tuple[Level, ...], str | None]]
+ScoreFn = Callable[[tuple[Level, ...], str | None], tuple[float, float]]
 
 
 def cluster_id(smallest_ref: str) -> str:
@@ -52,13 +53,29 @@ class Guard:
         records: Sequence[EncodedRecord],
         compare: CompareFn,
         settings: GuardSettings = DEFAULT_CONFIG.guard,
+        score: ScoreFn | None = None,
     ) -> None:
         self._records = records
         self._compare = compare
         self._s = settings
+        self._score = score if settings.min_pair_probability is not None else None
 
     def conflict(self, a: int, b: int, levels: tuple[Level, ...] | None = None) -> bool:
+        if self._strongly_disagree(a, b, levels):
+            return True
+        if self._score is None or levels is not None:
+            return False  # levels given: a linked pair, above the floor by definition
+        found, rule = self._compare(self._records[a], self._records[b])
+        floor = self._s.min_pair_probability
+        return floor is not None and self._score(found, rule)[1] < floor
+
+    def _strongly_disagree(self, a: int, b: int, levels: tuple[Level, ...] | None) -> bool:
         """True when records ``a`` and ``b`` must not be in one cluster.
+
+        Besides the strong disagreements, with a ``score`` and
+        ``min_pair_probability`` set, two records the model itself finds
+        plainly different (a pair never linked directly, brought together
+        through a third record with little data) may not share a cluster.
 
         ``levels`` are the pair's comparison levels when the caller has them;
         otherwise the pair is compared here.

@@ -133,6 +133,10 @@ class GuardSettings(_Strict):
     # within this many bits, is ambiguous (a namesake): neither link is made.
     # None turns the check off.
     ambiguity_margin: float | None = Field(default=1.0, ge=0.0, le=60.0)
+    # Two records whose own comparison the model gives less than this match
+    # probability never share a cluster, however a third record links them
+    # (a record with only a name joining two different children). None: off.
+    min_pair_probability: float | None = Field(default=0.01, gt=0.0, lt=1.0)
 
 
 class LinkageConfig(_Strict):
@@ -145,6 +149,8 @@ class LinkageConfig(_Strict):
     # Weight (log2 odds) given to a pair sharing a strong key with no strong
     # disagreement, when the model alone would give less.
     decisive_weight: float = Field(default=20.0, ge=1.0, le=60.0)
+    # A pair with no date of birth, NHS number or UPN compared is at most possible.
+    require_dob_or_identifier: bool = True
     # Whether ScoredPairs of the non-match band are kept in a LinkResult.
     keep_non_matches: bool = False
 

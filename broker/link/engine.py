@@ -138,7 +138,10 @@ def _result(
                 links.append(Link(left[k], right[k], scores[code][0], decoded[code][0]))
     refs = [r.ref for r in records]
     clustering = cluster(
-        refs, links, Guard(records, compare, config.guard), config.guard.ambiguity_margin
+        refs,
+        links,
+        Guard(records, compare, config.guard, model.score),
+        config.guard.ambiguity_margin,
     )
     refused = {(x.left, x.right) for x in clustering.refused}
     pairs = []
@@ -380,7 +383,8 @@ class IncrementalLinker:
             Link(local[x.left], local[x.right], x.weight, x.levels)
             for x in self._links.get(root, [])
         ]
-        guard = Guard(records, self._compare, self._config.guard)
+        assert self._model is not None  # only the held-model path re-clusters
+        guard = Guard(records, self._compare, self._config.guard, self._model.score)
         outcome = cluster(
             [r.ref for r in records], links, guard, self._config.guard.ambiguity_margin
         )

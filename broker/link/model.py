@@ -10,6 +10,11 @@ candidate pairs. The per-level weights are made monotone after fitting
 (near never weighs less than disagree, agree never less than near), so raising
 one field's agreement never lowers a pair's weight.
 
+A pair with no date of birth, NHS number or UPN compared (missing on either
+side) is never banded match, whatever its names and postcode say: it can be
+at most possible. Measured on the hard synthetic town, such pairs (a name
+and nothing else) were the commonest false merge.
+
 A pair sharing a strong key (a valid NHS number, a UPN) is decisive: its
 weight is raised to ``decisive_weight`` unless a strong disagreement
 (different NHS numbers, different UPNs, different dates of birth and different
@@ -75,6 +80,7 @@ class Model:
     thresholds: Thresholds = DEFAULT_CONFIG.thresholds
     strong_rules: frozenset[str] = DEFAULT_CONFIG.strong_rules
     decisive_weight: float = DEFAULT_CONFIG.decisive_weight
+    require_anchor: bool = DEFAULT_CONFIG.require_dob_or_identifier
     iterations: int = 0
     converged: bool = True
     weights: Table = field(init=False, repr=False)
@@ -102,6 +108,10 @@ class Model:
                 weight += self.weights[f][level - 1]
         if rule in self.strong_rules and not strong_disagreement(levels):
             weight = max(weight, self.decisive_weight)
+        if self.require_anchor and not (levels[_NHS] or levels[_UPN] or levels[_DOB]):
+            # Names, sex and postcode alone never link a child: at most possible.
+            ceiling = math.log2(self.thresholds.match_at / (1.0 - self.thresholds.match_at))
+            weight = min(weight, ceiling - 1e-6)  # clearly below, after rounding
         result = (weight, probability(weight))
         self._cache[key] = result
         return result
@@ -233,6 +243,7 @@ def fit_patterns(
         thresholds=config.thresholds,
         strong_rules=config.strong_rules,
         decisive_weight=config.decisive_weight,
+        require_anchor=config.require_dob_or_identifier,
         iterations=iterations,
         converged=converged,
     )

@@ -164,3 +164,24 @@ def test_households_group_clusters_without_merging_them() -> None:
     assert households(records, labels, min_subjects=2) == {household_id("h1"): ("c_a", "c_b")}
     assert household_id("h1").startswith("h_")
     assert household_id("h1") != household_id("h2")
+
+
+def test_two_records_the_model_finds_plainly_different_never_meet_through_a_third() -> None:
+    # r1 has only a name; it links to r0 and r2, who differ on date of birth.
+    records = _records({}, {}, {})
+    refs = [r.ref for r in records]
+    apart = (M, M, A, A, D, A, D)
+
+    def compare(a: EncodedRecord, b: EncodedRecord) -> tuple[tuple[Level, ...], str | None]:
+        return (apart if {a.ref, b.ref} == {"r0", "r2"} else SAME), None
+
+    def score(levels: tuple[Level, ...], rule: str | None) -> tuple[float, float]:
+        return (-9.0, 0.002) if levels == apart else (9.0, 0.998)
+
+    links = [Link(0, 1, 9.0, SAME), Link(1, 2, 5.0, SAME)]
+    guarded = cluster(refs, links, Guard(records, compare, GuardSettings(), score))
+    assert guarded.labels[0] == guarded.labels[1] != guarded.labels[2]
+    assert guarded.refused == (links[1],)
+    off = GuardSettings(min_pair_probability=None)
+    unguarded = cluster(refs, links, Guard(records, compare, off, score))
+    assert len(set(unguarded.labels)) == 1

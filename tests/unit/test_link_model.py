@@ -156,3 +156,16 @@ def test_estimated_quality_is_the_documented_ratio() -> None:
     assert recall == pytest.approx(1.96 / 2.6)
     assert estimate_quality([]) == (1.0, 1.0)
     assert estimate_quality([(0.3, Band.POSSIBLE)]) == (1.0, 0.0)
+
+
+def test_without_a_date_of_birth_or_national_identifier_a_pair_is_at_most_possible() -> None:
+    model = _model()
+    names_only = (M, M, A, A, M, A, A)
+    weight, prob = model.score(names_only)
+    assert prob < model.thresholds.match_at
+    assert model.band(prob) is Band.POSSIBLE
+    free = Model(m=model.m, u=model.u, match_prior=model.match_prior, require_anchor=False)
+    assert free.score(names_only)[0] > weight
+    assert free.band(free.score(names_only)[1]) is Band.MATCH
+    with_dob = (M, M, A, A, A, A, A)
+    assert model.score(with_dob) == free.score(with_dob)
