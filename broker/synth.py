@@ -1,8 +1,9 @@
 """A seeded synthetic town: the agency extracts a safeguarding partnership would hold.
 
 ``generate_town(seed, people, profile)`` makes young people aged 10 to 24 on
-2026-09-01 in households (siblings, about 1-2% twins, a few unrelated people
-who share a common name and birthday), then each agency's rows about them,
+2026-09-01 in households (siblings, about 1-2% twins, and in 1% of households
+an unrelated young person who shares an earlier one's name and birthday, half
+of them in the same postcode sector), then each agency's rows about them,
 with the mistakes real extracts carry, and a truth file saying who is who.
 The same arguments always give the same town, byte for byte.
 
