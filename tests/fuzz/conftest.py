@@ -104,12 +104,11 @@ class LiveServer:
 
 # Access tokens live BROKER_ACCESS_TOKEN_SECONDS (set to 600 below); sign in again well before.
 TOKEN_REFRESH_SECONDS = 300.0
-# Each role as (role, agency): the four agency systems and one person of each kind.
+# Each role as (role, agency): a provider's and a recipient's system, one person of each kind.
+# (Every sign-in costs CLI runs of seconds each; more agencies would add little.)
 ROLES: tuple[tuple[str, str | None], ...] = (
     ("system", "school"),
-    ("system", "police"),
     ("system", "social-care"),
-    ("system", "ed"),
     ("dpo", "police"),
     ("ig_lead", "social-care"),
     ("admin", None),

@@ -76,7 +76,7 @@ BODY_ENDPOINTS = (
     ("/v1/agreements/validate", "dpo:police"),
     ("/v1/agreements/drafts", "dpo:police"),
     (f"/v1/agreements/{AGREEMENT}/versions/1/approvals", "dpo:police"),
-    ("/v1/audit/checkpoints/1/cosignatures", "system:police"),
+    ("/v1/audit/checkpoints/1/cosignatures", "system:social-care"),
     ("/v1/audit/search", "ig_lead:social-care"),
     ("/v1/audit/reports/subject", "ig_lead:social-care"),
     ("/v1/sessions", "none"),

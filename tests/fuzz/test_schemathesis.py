@@ -193,3 +193,41 @@ def live_postgres(tmp_path: Path) -> Iterator[LiveServer]:
 @pytest.mark.skipif(not LONG, reason="the PostgreSQL run is part of make fuzz (ACCORD_FUZZ=1)")
 def test_live_schema_postgres(live_postgres: LiveServer) -> None:
     _assert_clean(fuzz_server(live_postgres, EXAMPLES), live_postgres, EXAMPLES)
+
+
+def run_stateful(server: LiveServer, role: str, examples: int) -> Counter[str]:
+    """Schemathesis's link-following phase: sequences of calls joined by the links it infers.
+
+    Returns how many calls each operation received.
+    """
+    schema = schemathesis.openapi.from_url(f"{server.base_url}/openapi.json")
+    base_url = server.base_url
+    calls: Counter[str] = Counter()
+
+    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            calls[case.operation.label] += 1
+            return {"base_url": base_url, "headers": server.fresh_roles()[role]}
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            kwargs.pop("additional_checks", None)
+            case.validate_response(response, checks=CHECKS, transport_kwargs=kwargs)
+
+    Workflow.run(
+        settings=settings(
+            max_examples=examples,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+            stateful_step_count=6,
+        )
+    )
+    return calls
+
+
+@pytest.mark.skipif(not LONG, reason="the stateful phase is part of make fuzz (ACCORD_FUZZ=1)")
+@pytest.mark.parametrize("role", ["system:social-care", "dpo:police"])
+def test_stateful_links_sqlite(live_sqlite: LiveServer, role: str) -> None:
+    calls = run_stateful(live_sqlite, role, int(os.environ.get("FUZZ_STATEFUL_EXAMPLES", "100")))
+    print(f"\nstateful as {role}: {sum(calls.values())} calls over {len(calls)} operations")
+    assert len(calls) >= 5
