@@ -16,7 +16,6 @@ go out in order and come back in order.
 
 from __future__ import annotations
 
-import inspect
 import secrets
 import time
 from collections import deque
@@ -33,9 +32,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from broker.errors import Location, ValidationError
 
 if TYPE_CHECKING:
-    from broker.link.config import LinkageConfig
     from broker.link.encode import Cascade, RecordEncoder
-    from broker.link.engine import LinkResult
     from broker.link.files import InputRecord
     from broker.link.types import EncodedRecord
 
@@ -181,19 +178,6 @@ def _progress(show: bool) -> Iterator[Progress]:
         yield progress
 
 
-def _link(
-    link_records: Callable[..., LinkResult],
-    records: Sequence[EncodedRecord],
-    settings: LinkageConfig,
-    workers: int,
-) -> LinkResult:
-    # Comparing in forked workers arrived in the engine after this command; older engines
-    # take no ``workers`` and compare in one process.
-    if workers > 1 and "workers" in inspect.signature(link_records).parameters:
-        return link_records(records, settings, workers=workers)
-    return link_records(records, settings)
-
-
 def _load_key(path: Path | None) -> tuple[bytes, str]:
     if path is None:
         return secrets.token_bytes(KEY_BYTES), "random"
@@ -296,7 +280,7 @@ def link(
             "linking", total=None, done=f"{len(collected.usable):,} records"
         )
         mark = time.perf_counter()
-        result = _link(link_records, collected.usable, settings, workers)
+        result = link_records(collected.usable, settings, workers=workers)
         progress.update(linking, total=1, completed=1)
         seconds["linking"] = time.perf_counter() - mark
 
