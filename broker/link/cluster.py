@@ -141,6 +141,11 @@ def order_links(links: Sequence[Link], refs: Sequence[str]) -> list[Link]:
     return sorted(links, key=key)
 
 
+def known_levels(links: Sequence[Link]) -> dict[tuple[int, int], tuple[Level, ...]]:
+    """The levels of each linked pair, by its positions in order."""
+    return {(x.left, x.right) if x.left < x.right else (x.right, x.left): x.levels for x in links}
+
+
 def _ambiguous(links: Sequence[Link], guard: Guard, margin: float | None) -> set[Link]:
     """Links of one record to two that may not share a cluster, weights within ``margin``.
 
@@ -149,6 +154,7 @@ def _ambiguous(links: Sequence[Link], guard: Guard, margin: float | None) -> set
     """
     if margin is None:
         return set()
+    known = known_levels(links)
     by_record: dict[int, list[Link]] = {}
     for link in links:
         by_record.setdefault(link.left, []).append(link)
@@ -163,7 +169,7 @@ def _ambiguous(links: Sequence[Link], guard: Guard, margin: float | None) -> set
                     continue
                 y = first.right if first.left == record else first.left
                 z = second.right if second.left == record else second.left
-                if guard.conflict(y, z):
+                if guard.conflict(y, z, known.get((y, z) if y < z else (z, y))):
                     found.update((first, second))
     return found
 
@@ -189,6 +195,7 @@ def cluster(
         return root
 
     ordered = order_links(links, refs)
+    known = known_levels(links)  # linked pairs need no second comparison
     ambiguous = _ambiguous(links, guard, margin)
     if ambiguous:
         refused.extend(link for link in ordered if link in ambiguous)
@@ -203,7 +210,11 @@ def cluster(
         if len(group_a) == 1 and len(group_b) == 1:
             blocked = guard.conflict(link.left, link.right, link.levels)
         else:
-            blocked = any(guard.conflict(a, b) for a in group_a for b in group_b)
+            blocked = any(
+                guard.conflict(a, b, known.get((a, b) if a < b else (b, a)))
+                for a in group_a
+                for b in group_b
+            )
         if blocked:
             refused.append(link)
             continue
