@@ -60,7 +60,12 @@ def _given(
         lt["given_variant"] == rt["given_variant"]
         or lt["given_phonetic"] == rt["given_phonetic"]
         or _swapped(lt, rt)
-        or _dice_at_least(lb.get("given_name"), rb.get("given_name"), NAME_NEAR)
+        or (
+            # Twins' names can be as alike as typos (Minh and Linh, Nathan and Ethan);
+            # a keying slip seldom changes the first letter, and twins' names often do.
+            lt["given_initial"] == rt["given_initial"]
+            and _dice_at_least(lb.get("given_name"), rb.get("given_name"), NAME_NEAR)
+        )
     ):
         return _NEAR
     return _DISAGREE

@@ -136,6 +136,8 @@ BLOCKING_PASSES: Mapping[str, tuple[str, ...]] = {
     "family_soundex_year_month_sex": ("family_soundex", "dob_year_month", "sex"),
     # Both names changed (a nickname and a new family name), same date and address.
     "dob_postcode": ("dob_unordered", "postcode"),
+    # No date of birth, or a wrong one, and a move: the names alone.
+    "names": ("given_variant", "family"),
 }
 #: What an oversized block of each pass is split by (a form; see broker.link.blocking).
 BLOCK_REFINEMENTS: Mapping[str, str] = {
@@ -150,6 +152,7 @@ BLOCK_REFINEMENTS: Mapping[str, str] = {
     "dob_sorted_initials": "postcode_district",
     "family_soundex_year_month_sex": "given_initial",
     "dob_postcode": "sex",
+    "names": "sex",
 }
 BLOCK_PREFIX = "block:"
 # A refinement is read from the record's tokens, so it must be a form made into one.

@@ -141,3 +141,29 @@ def test_only_the_chosen_passes_block() -> None:
     index = BlockIndex(passes=("nhs",))
     index.add(0, rec("a:1"))
     assert index.candidates(rec("b:1")) == set()
+
+
+def test_the_names_pass_compares_only_uncommon_names() -> None:
+    def namesakes(count: int) -> list[EncodedRecord]:
+        # The same name, no date of birth, each in a district of its own: the names
+        # pass is the only one they share.
+        return [
+            ENCODER.encode(
+                f"a:{n}",
+                "a",
+                {
+                    "given_name": "Oliver",
+                    "family_name": "Hughes",
+                    "postcode": f"M{n + 1} 1AA",
+                    "sex": "MF"[n % 2],
+                },
+            )
+            for n in range(count)
+        ]
+
+    # 20 over the names pass's cap of 16: split by sex into two parts of 10.
+    assert len(pairs(namesakes(20))) == 2 * 10 * 9 // 2
+    # 34 make two parts of 17, each over the cap: skipped, and counted.
+    assert pairs(namesakes(34)) == []
+    stats = build_index(namesakes(34)).stats()
+    assert (stats.oversized_blocks, stats.skipped_parts, stats.skipped_pairs) == (1, 2, 272)
