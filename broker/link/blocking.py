@@ -31,8 +31,50 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from broker.link.encode import BLOCK_PREFIX, BLOCK_REFINEMENTS, BLOCKING_PASSES
 from broker.link.types import EncodedRecord
+
+# The forms (``broker.link.encode``) from which each pass's token is made.
+# ``*_soundex`` here are the coarser Soundex codes, computed only for blocking.
+BLOCKING_PASSES: Mapping[str, tuple[str, ...]] = {
+    "nhs": ("nhs",),
+    "upn": ("upn",),
+    # A wrong or changed given name, or a move.
+    "dob_family_soundex": ("dob_unordered", "family_soundex"),
+    # A wrong or changed family name, or a move.
+    "dob_given_soundex": ("dob_unordered", "given_soundex"),
+    # A wrong day of birth (the synthetic profiles' plus or minus one), or a move.
+    "soundex_year_month": ("given_soundex", "family_soundex", "dob_year_month"),
+    # Given and family names swapped, day and month swapped, or both.
+    "sorted_soundex_dob_unordered": ("sorted_soundex", "dob_unordered"),
+    # A wrong year of birth.
+    "family_soundex_initial_month_day": ("family_soundex", "variant_initial", "dob_month_day"),
+    # A wholly wrong date of birth, at the same district.
+    "soundex_district": ("given_soundex", "family_soundex", "postcode_district"),
+    # Swapped names with a typo in one of them.
+    "dob_sorted_initials": ("dob_unordered", "initials_sorted"),
+    # A nickname or a changed given name, and a wrong day of birth.
+    "family_soundex_year_month_sex": ("family_soundex", "dob_year_month", "sex"),
+    # Both names changed (a nickname and a new family name), same date and address.
+    "dob_postcode": ("dob_unordered", "postcode"),
+    # No date of birth, or a wrong one, and a move: the names alone.
+    "names": ("given_variant", "family"),
+}
+#: What an oversized block of each pass is split by: a tokenised form of the record.
+BLOCK_REFINEMENTS: Mapping[str, str] = {
+    "nhs": "dob",
+    "upn": "dob",
+    "dob_family_soundex": "given_initial",
+    "dob_given_soundex": "family_initial",
+    "soundex_year_month": "postcode_district",
+    "sorted_soundex_dob_unordered": "postcode_district",
+    "family_soundex_initial_month_day": "sex",
+    "soundex_district": "dob_year",
+    "dob_sorted_initials": "postcode_district",
+    "family_soundex_year_month_sex": "given_initial",
+    "dob_postcode": "sex",
+    "names": "sex",
+}
+BLOCK_PREFIX = "block:"
 
 #: The largest block compared in full; larger ones are split, then skipped.
 DEFAULT_MAX_BLOCK = 200

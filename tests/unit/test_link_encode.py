@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from broker.bloom import Encoder
+from broker.link.blocking import BLOCK_PREFIX, BLOCKING_PASSES
 from broker.link.encode import (
-    BLOCK_PREFIX,
-    BLOCKING_PASSES,
     DEFAULT_CASCADE,
     TOKEN_HEX,
     CascadeKey,
