@@ -128,6 +128,19 @@ def test_clusters_cover_every_record_once_and_pairs_agree_with_them(
         assert entry["linked"] == sum(1 for r in matched if r.startswith(agency + ":"))
     assert "estimated precision" in stdout
     assert "A fresh random key was used" in stdout
+    # No identifier reaches any output: dates of birth, NHS numbers, UPNs, postcodes, addresses.
+    written = "\n".join(
+        (stdout, stderr, *(p.read_text(encoding="utf-8") for p in (out, pairs, report)))
+    )
+    values = {
+        row[column]
+        for agency in AGENCIES
+        for row in _rows(town / f"{agency}.csv")
+        for column in ("date_of_birth", "nhs_number", "upn", "postcode", "address_line")
+        if len(row[column]) >= 6
+    }
+    assert len(values) > 100
+    assert [value for value in values if value in written] == []
 
 
 def test_the_same_key_gives_the_same_output(town: Path, tmp_path: Path) -> None:
@@ -242,6 +255,8 @@ def test_outputs_that_cannot_be_written(tmp_path: Path) -> None:
         (["--out", str(tmp_path / "c.csv"), "--report", str(tmp_path / "no" / "r.json")],
          "folder of this output does not exist"),
         (["--out", source], "would overwrite an input file"),
+        (["--out", str(tmp_path / "c.csv"), "--pairs", str(tmp_path / "c.csv")],
+         "two outputs share one path"),
     ):  # fmt: skip
         code, _, stderr = _link(tmp_path, source, *args)
         assert code == 1, args
