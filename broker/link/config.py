@@ -149,7 +149,8 @@ class LinkageConfig(_Strict):
     # Weight (log2 odds) given to a pair sharing a strong key with no strong
     # disagreement, when the model alone would give less.
     decisive_weight: float = Field(default=20.0, ge=1.0, le=60.0)
-    # A pair with no date of birth, NHS number or UPN compared is at most possible.
+    # A pair with no date of birth, NHS number or UPN compared, and no full
+    # postcode agreeing, is at most possible.
     require_dob_or_identifier: bool = True
     # Whether ScoredPairs of the non-match band are kept in a LinkResult.
     keep_non_matches: bool = False

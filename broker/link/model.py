@@ -11,9 +11,10 @@ candidate pairs. The per-level weights are made monotone after fitting
 one field's agreement never lowers a pair's weight.
 
 A pair with no date of birth, NHS number or UPN compared (missing on either
-side) is never banded match, whatever its names and postcode say: it can be
-at most possible. Measured on the hard synthetic town, such pairs (a name
-and nothing else) were the commonest false merge.
+side) and no full postcode agreeing is never banded match, whatever its
+names say: it can be at most possible. Measured on the hard synthetic town,
+such pairs (a name and nothing else) were the commonest false merge, while
+names agreeing at one full postcode were all true on the moderate town.
 
 A pair sharing a strong key (a valid NHS number, a UPN) is decisive: its
 weight is raised to ``decisive_weight`` unless a strong disagreement
@@ -46,6 +47,7 @@ _NHS = COMPARED_FIELDS.index("nhs_number")
 _UPN = COMPARED_FIELDS.index("upn")
 _GIVEN = COMPARED_FIELDS.index("given_name")
 _DOB = COMPARED_FIELDS.index("date_of_birth")
+_POSTCODE = COMPARED_FIELDS.index("postcode")
 _N = len(COMPARED_FIELDS)
 # How far from certain an anchored pair is held (a mistyped identifier can still pass its check).
 _ANCHOR_EPSILON = 1e-3
@@ -108,8 +110,12 @@ class Model:
                 weight += self.weights[f][level - 1]
         if rule in self.strong_rules and not strong_disagreement(levels):
             weight = max(weight, self.decisive_weight)
-        if self.require_anchor and not (levels[_NHS] or levels[_UPN] or levels[_DOB]):
-            # Names, sex and postcode alone never link a child: at most possible.
+        if (
+            self.require_anchor
+            and not (levels[_NHS] or levels[_UPN] or levels[_DOB])
+            and levels[_POSTCODE] != Level.AGREE
+        ):
+            # Names and sex alone never link a child: at most possible.
             ceiling = math.log2(self.thresholds.match_at / (1.0 - self.thresholds.match_at))
             weight = min(weight, ceiling - 1e-6)  # clearly below, after rounding
         result = (weight, probability(weight))

@@ -158,9 +158,9 @@ def test_estimated_quality_is_the_documented_ratio() -> None:
     assert estimate_quality([(0.3, Band.POSSIBLE)]) == (1.0, 0.0)
 
 
-def test_without_a_date_of_birth_or_national_identifier_a_pair_is_at_most_possible() -> None:
+def test_without_a_birth_date_identifier_or_postcode_a_pair_is_at_most_possible() -> None:
     model = _model()
-    names_only = (M, M, A, A, M, A, A)
+    names_only = (M, M, A, A, M, A, D)
     weight, prob = model.score(names_only)
     assert prob < model.thresholds.match_at
     assert model.band(prob) is Band.POSSIBLE
@@ -169,3 +169,5 @@ def test_without_a_date_of_birth_or_national_identifier_a_pair_is_at_most_possib
     assert free.band(free.score(names_only)[1]) is Band.MATCH
     with_dob = (M, M, A, A, A, A, A)
     assert model.score(with_dob) == free.score(with_dob)
+    at_one_postcode = (M, M, A, A, M, A, A)
+    assert model.score(at_one_postcode) == free.score(at_one_postcode)
