@@ -249,13 +249,19 @@ def link(
     from broker.link.cluster import cluster_id
     from broker.link.config import DEFAULT_CONFIG, load_linkage_config
     from broker.link.engine import link_records
-    from broker.link.files import iter_input, write_clusters, write_pairs, write_text
+    from broker.link.files import (
+        check_readable,
+        iter_input,
+        write_clusters,
+        write_pairs,
+        write_text,
+    )
     from broker.link.report import LinkReport, count_clusters, render
 
     _check_paths(files, (out, pairs, report))
     settings = DEFAULT_CONFIG if config is None else load_linkage_config(config)
     linkage_key, key_kind = _load_key(key)
-    readers = [iter_input(path) for path in files]  # opens each now: a missing file fails early
+    check_readable(files)  # a missing file fails before any work
     size = sum(path.stat().st_size for path in files)
     if workers is None:
         workers = ENCODE_WORKERS if size >= PARALLEL_FROM_BYTES else 1
@@ -270,7 +276,7 @@ def link(
             collected(chunk, encoded)
             progress.update(task, done=f"{len(collected.refs):,} records")
 
-        records = (record for reader in readers for record in reader)
+        records = (record for path in files for record in iter_input(path))
         encode_chunks(
             chunked(records), linkage_key, settings.encoder_cascade(), on_chunk, workers=workers
         )

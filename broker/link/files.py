@@ -136,20 +136,9 @@ def read_input(path: Path, source: str | None = None) -> InputFile:
     return InputFile(path, stem, list(iter_input(path, stem)))
 
 
-def iter_input(path: Path, source: str | None = None) -> Iterator[InputRecord]:
-    """The records of one input CSV as they are read; ValidationError for anything wrong.
-
-    The file is opened at once (a missing file fails here, before any row is
-    used); rows are checked as they come, so an error can surface after
-    earlier records were yielded. Refs are ``source:record_id`` with
-    ``source`` the file's stem unless given. Blank lines are skipped. Rows are
-    checked for width (ragged rows), empty and repeated record ids; the
-    identifiers themselves are checked later, by the encoder, which only
-    reports them.
-    """
-    stem = source if source is not None else path.stem
+def _open(path: Path) -> BinaryIO:
     try:
-        handle = path.open("rb")
+        return path.open("rb")
     except FileNotFoundError:
         raise _invalid(
             "the file does not exist; check the path", "link_file_missing", path
@@ -162,50 +151,70 @@ def iter_input(path: Path, source: str | None = None) -> Iterator[InputRecord]:
             "link_file_unreadable",
             path,
         ) from None
-    return _records(handle, path, stem)
+
+
+def check_readable(paths: Sequence[Path]) -> None:
+    """Fail now (ValidationError) if any input cannot be opened, before any row is used."""
+    for path in paths:
+        with _open(path):
+            pass
+
+
+def iter_input(path: Path, source: str | None = None) -> Iterator[InputRecord]:
+    """The records of one input CSV as they are read; ValidationError for anything wrong.
+
+    The file is opened when the first record is asked for and closed when the
+    last is read (or the iterator is closed); rows are checked as they come,
+    so an error can surface after earlier records were yielded (use
+    ``check_readable`` first to fail on a missing file before any work). Refs
+    are ``source:record_id`` with ``source`` the file's stem unless given.
+    Blank lines are skipped. Rows are checked for width (ragged rows), empty
+    and repeated record ids; the identifiers themselves are checked later, by
+    the encoder, which only reports them.
+    """
+    stem = source if source is not None else path.stem
+    with _open(path) as handle:
+        yield from _records(handle, path, stem)
 
 
 def _records(handle: BinaryIO, path: Path, stem: str) -> Iterator[InputRecord]:
-    with handle:
-        columns: dict[str, int] | None = None
-        width = 0
-        seen: dict[str, int] = {}
-        for line, row in _rows(handle, path):
-            if not row or (len(row) == 1 and not row[0].strip() and columns is not None):
-                continue
-            if columns is None:
-                columns = _header(row, path)
-                width = len(row)
-                continue
-            if len(row) != width:
-                raise _invalid(
-                    f"this row has {len(row)} cells but the header has {width}; "
-                    "fix the row (a missing or extra comma?)",
-                    "link_file_ragged_row",
-                    path,
-                    line,
-                )
-            record_id = row[columns["record_id"]].strip()
-            if not record_id:
-                raise _invalid(
-                    "this row has no record_id; give every row a unique id",
-                    "link_file_empty_record_id",
-                    path,
-                    line,
-                )
-            if record_id in seen:
-                raise _invalid(
-                    f"this row repeats the record_id of line {seen[record_id]}; "
-                    "record ids must be unique in a file",
-                    "link_file_duplicate_record_id",
-                    path,
-                    line,
-                )
-            seen[record_id] = line
-            identifiers = {
-                name: row[index] for name, index in columns.items() if name != "record_id"
-            }
-            yield InputRecord(f"{stem}:{record_id}", stem, line, identifiers)
+    columns: dict[str, int] | None = None
+    width = 0
+    seen: dict[str, int] = {}
+    for line, row in _rows(handle, path):
+        if not row or (len(row) == 1 and not row[0].strip() and columns is not None):
+            continue
+        if columns is None:
+            columns = _header(row, path)
+            width = len(row)
+            continue
+        if len(row) != width:
+            raise _invalid(
+                f"this row has {len(row)} cells but the header has {width}; "
+                "fix the row (a missing or extra comma?)",
+                "link_file_ragged_row",
+                path,
+                line,
+            )
+        record_id = row[columns["record_id"]].strip()
+        if not record_id:
+            raise _invalid(
+                "this row has no record_id; give every row a unique id",
+                "link_file_empty_record_id",
+                path,
+                line,
+            )
+        if record_id in seen:
+            raise _invalid(
+                f"this row repeats the record_id of line {seen[record_id]}; "
+                "record ids must be unique in a file",
+                "link_file_duplicate_record_id",
+                path,
+                line,
+            )
+        seen[record_id] = line
+        identifiers = {name: row[index] for name, index in columns.items() if name != "record_id"}
+        yield InputRecord(f"{stem}:{record_id}", stem, line, identifiers)
     if columns is None:
         raise _invalid(
             "the file is empty; it needs a header row with a record_id column",

@@ -14,6 +14,7 @@ from broker.link.config import DEFAULT_CONFIG
 from broker.link.files import (
     InputRecord,
     OutputError,
+    check_readable,
     check_sources,
     check_writable,
     read_input,
@@ -218,3 +219,13 @@ def test_an_unclosed_quote_is_not_well_formed_csv() -> None:
 def test_a_header_alone_is_a_file_of_no_records() -> None:
     read = read_input(CORPUS / "header-only.csv")
     assert read.records == []
+
+
+def test_check_readable_fails_on_a_missing_file_before_reading(tmp_path: Path) -> None:
+    check_readable([CORPUS / "data-quality.csv"])
+    with pytest.raises(ValidationError) as caught:
+        check_readable([CORPUS / "data-quality.csv", tmp_path / "gone.csv"])
+    assert caught.value.code == "link_file_missing"
+    with pytest.raises(ValidationError) as caught:
+        check_readable([tmp_path])
+    assert caught.value.code == "link_file_unreadable"
