@@ -104,7 +104,7 @@ class BlockIndex:
     than through its refined parts); pairs a caller found before are its own.
     """
 
-    __slots__ = ("_blocks", "_limits", "_max_block", "_parts", "_passes", "_refine")
+    __slots__ = ("_blocks", "_limits", "_max_block", "_parts", "_passes", "_records", "_refine")
 
     def __init__(
         self,
@@ -125,6 +125,8 @@ class BlockIndex:
         }
         # Per pass: token -> positions, and token -> refining token -> positions.
         self._blocks: dict[str, dict[str, list[int]]] = {name: {} for name in self._passes}
+        # Records by position, to split a block when it grows past its cap.
+        self._records: dict[int, EncodedRecord] = {}
         self._parts: dict[str, dict[str, dict[str, list[int]]]] = {
             name: {} for name in self._passes
         }
@@ -132,13 +134,25 @@ class BlockIndex:
     def add(self, position: int, record: EncodedRecord) -> None:
         """Put the record, known by ``position``, into the block of each of its passes."""
         tokens = record.tokens
+        self._records[position] = record
         for name in self._passes:
             token = tokens.get(name)
             if token is None:
                 continue
-            self._blocks[name].setdefault(token, []).append(position)
-            refine = tokens.get(self._refine[name], "")
-            self._parts[name].setdefault(token, {}).setdefault(refine, []).append(position)
+            block = self._blocks[name].setdefault(token, [])
+            block.append(position)
+            if len(block) <= self._limits[name]:
+                continue
+            # Parts are kept only for oversized blocks: a dictionary for every small
+            # block would cost more memory than the blocks themselves.
+            parts = self._parts[name].get(token)
+            refine = self._refine[name]
+            if parts is None:
+                parts = self._parts[name][token] = {}
+                for member in block[:-1]:
+                    member_refine = self._records[member].tokens.get(refine, "")
+                    parts.setdefault(member_refine, []).append(member)
+            parts.setdefault(tokens.get(refine, ""), []).append(position)
 
     def candidates(self, record: EncodedRecord) -> set[int]:
         """The positions of added records that share a block (or, in one too big, a part)."""
