@@ -252,7 +252,9 @@ def parse_identifiers(identifiers: Mapping[str, str]) -> _Parsed:
         postcode = "".join((identifiers.get("postcode") or "").upper().split())
     if postcode:
         _postcode_forms(forms, postcode, identifiers.get("address_line") or "", notes)
-    if not (nhs or upn or (dob and (given or family))):
+    # Usable: a national identifier, a name with a date of birth, or both names (a
+    # missing date is common, and both names with a postcode can still link).
+    if not (nhs or upn or (dob and (given or family)) or (given and family)):
         notes.append("no_usable_identifier")
     return _Parsed(forms, tuple(notes))
 

@@ -204,7 +204,8 @@ def test_unreadable_dates_and_names_are_noted_and_dropped() -> None:
     ("identifiers", "usable"),
     [
         ({"postcode": "SW1A 1AA", "sex": "F"}, False),
-        ({"given_name": "Jon", "family_name": "Smith"}, False),
+        ({"given_name": "Jon", "family_name": "Smith"}, True),
+        ({"given_name": "Jon", "postcode": "SW1A 1AA", "sex": "M"}, False),
         ({"given_name": "Jon", "date_of_birth": "2012-03-05"}, True),
         ({"nhs_number": NHS}, True),
         ({"upn": UPN}, True),
