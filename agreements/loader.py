@@ -88,7 +88,13 @@ def parse_agreement(
     verify_approvals: bool = True,
 ) -> Agreement:
     """Validate agreement YAML held in memory; ``source`` names it in problems."""
-    if len(text.encode("utf-8")) > MAX_AGREEMENT_BYTES:
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        # Only a caller holding a str can get here (a file or a JSON body cannot carry one).
+        message = "agreement text holds an unpaired surrogate; save it as UTF-8"
+        raise _refused(message, Location(file=source)) from None
+    if size > MAX_AGREEMENT_BYTES:
         raise _refused(_too_large("agreement"), Location(file=source))
     try:
         # Depth is checked on the event stream first: composing a deeply nested

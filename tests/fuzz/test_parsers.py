@@ -19,7 +19,7 @@ from typing import Any
 
 import hypothesis.strategies as st
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 
 from adapters.csv import read_extract
 from adapters.tokenise import read_tokenised
@@ -143,6 +143,7 @@ def test_json_guard(body: bytes) -> None:
 
 @settings(FUZZ, max_examples=200 if LONG else 40)
 @given(st.one_of(TEXT, near_miss(YAML_TEXT)))
+@example("\ud800")  # was UnicodeEncodeError in the size check (found by this test)
 def test_agreement_yaml(text: str) -> None:
     _refuses_cleanly(lambda: parse_agreement(text, source="fuzz.yaml"))
 
