@@ -5,9 +5,11 @@ per-field Bloom encodings second (for typos), in ``COMPARED_FIELDS`` order:
 
 - NHS number, UPN: AGREE equal, DISAGREE different (two valid national
   identifiers that differ are strong evidence of two people), else MISSING.
-- Given and family name: AGREE equal; NEAR when the name-variant group or the
-  NYSIIS code is equal, the two names are swapped, or Dice of the encodings is
-  at least ``NAME_NEAR``; else DISAGREE.
+- Given and family name: AGREE equal; NEAR when the NYSIIS code is equal (and,
+  for the given name, the name-variant group), the two names are swapped, or
+  Dice of the encodings is at least ``NAME_NEAR`` (for the given name, only
+  with the same first letter: twins' names such as Nathan and Ethan are as
+  alike by Dice as a typo); else DISAGREE.
 - Date of birth: AGREE equal; NEAR when day and month are swapped, the year and
   month are equal, or Dice is at least ``DOB_NEAR`` (one digit differs); else
   DISAGREE.
@@ -16,6 +18,12 @@ per-field Bloom encodings second (for typos), in ``COMPARED_FIELDS`` order:
 
 Missing on either side is MISSING, never DISAGREE. The functions are pure and
 symmetric: swapping the records gives the same levels and rule.
+
+The rule is the strongest key of the cascade whose tokens both records hold
+and are equal; a key is looked up only when the levels allow it (a key over
+the given name cannot be shared when the given names disagree), so most
+pairs cost no rule look-ups. About 3.8 microseconds per comparison in CPython
+3.11 over the 560,000 candidate pairs of 100,000 synthetic records.
 """
 
 from __future__ import annotations
