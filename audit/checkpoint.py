@@ -91,6 +91,11 @@ def parse(note: str) -> tuple[Checkpoint, list[NoteSignature]]:
     """Split a signed note into its checkpoint and its signature lines, strictly."""
     if len(note) > MAX_CHECKPOINT_BYTES or not note.endswith("\n"):
         raise _malformed()
+    try:
+        # A signed note is UTF-8 text; an unpaired surrogate could not be signed or checked.
+        note.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _malformed() from None
     body, separator, signed = note.partition("\n\n")
     lines = body.split("\n")
     if not separator or len(lines) != 3:

@@ -178,6 +178,7 @@ _LOG_KEY_TEXT = base64.b64encode(_LOG_KEY.public_key().public_bytes_raw()).decod
 
 @FUZZ
 @given(st.one_of(TEXT, near_miss(_NOTE)))
+@example("\ud800" + _NOTE)  # was UnicodeEncodeError in verify (found by this test)
 def test_signed_checkpoints(note: str) -> None:
     _refuses_cleanly(lambda: notes.parse(note))
     _refuses_cleanly(lambda: notes.verify(note, "accord.local/audit", _LOG_KEY.public_key()))
