@@ -30,10 +30,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from broker.link.types import EncodedRecord
 
-# The forms (``broker.link.encode``) from which each pass's token is made.
+# The forms (``broker.link.encode``) whose tokens together make each pass's key.
 # ``*_soundex`` here are the coarser Soundex codes, computed only for blocking.
 BLOCKING_PASSES: Mapping[str, tuple[str, ...]] = {
     "nhs": ("nhs",),
@@ -74,7 +75,6 @@ BLOCK_REFINEMENTS: Mapping[str, str] = {
     "dob_postcode": "sex",
     "names": "sex",
 }
-BLOCK_PREFIX = "block:"
 
 #: The largest block compared in full; larger ones are split, then skipped.
 DEFAULT_MAX_BLOCK = 200
@@ -94,17 +94,34 @@ class BlockingStats:
     skipped_pairs: int  # within skipped parts; many are still found by another pass
 
 
+BlockKey = str | tuple[str, ...]
+
+
+class _Pass(NamedTuple):
+    forms: tuple[str, ...]
+    refine: str
+    limit: int
+
+
+def _key(tokens: Mapping[str, str], forms: tuple[str, ...]) -> BlockKey | None:
+    # A pass's key is its forms' keyed tokens together: no HMAC beyond the forms' own.
+    if len(forms) == 1:
+        return tokens.get(forms[0])
+    key = tuple(map(tokens.get, forms))
+    return None if None in key else key  # type: ignore[return-value]
+
+
 class BlockIndex:
     """Blocks kept up to date as records arrive, for linking one record at a time.
 
     ``add`` a record at its position; ``candidates`` gives the positions sharing
     a block with a record (its own too, once added). After adding every record,
     the candidates of each are exactly its pairs in ``candidate_pairs``. A block
-    that grows past ``max_block`` stops giving candidates from then on (other
-    than through its refined parts); pairs a caller found before are its own.
+    that grows past its cap stops giving candidates from then on (other than
+    through its refined parts); pairs a caller found before are its own.
     """
 
-    __slots__ = ("_blocks", "_limits", "_max_block", "_parts", "_passes", "_records", "_refine")
+    __slots__ = ("_blocks", "_parts", "_passes", "_records")
 
     def __init__(
         self,
@@ -116,76 +133,74 @@ class BlockIndex:
         unknown = [name for name in passes if name not in BLOCKING_PASSES]
         if unknown:
             raise ValueError(f"unknown blocking pass '{unknown[0]}'")
-        self._max_block = max_block
-        self._passes = tuple(BLOCK_PREFIX + name for name in passes)
-        self._refine = {BLOCK_PREFIX + name: BLOCK_REFINEMENTS[name] for name in passes}
-        self._limits = {
-            BLOCK_PREFIX + name: min(max_block, PASS_MAX_BLOCK.get(name, max_block))
+        self._passes = tuple(
+            _Pass(
+                BLOCKING_PASSES[name],
+                BLOCK_REFINEMENTS[name],
+                min(max_block, PASS_MAX_BLOCK.get(name, max_block)),
+            )
             for name in passes
-        }
-        # Per pass: token -> positions, and token -> refining token -> positions.
-        self._blocks: dict[str, dict[str, list[int]]] = {name: {} for name in self._passes}
+        )
+        # Per pass: key -> positions, and, for oversized blocks only, key -> refining
+        # token -> positions (a dictionary for every small block would cost more memory
+        # than the blocks themselves).
+        self._blocks: tuple[dict[BlockKey, list[int]], ...] = tuple({} for _ in self._passes)
+        self._parts: tuple[dict[BlockKey, dict[str, list[int]]], ...] = tuple(
+            {} for _ in self._passes
+        )
         # Records by position, to split a block when it grows past its cap.
         self._records: dict[int, EncodedRecord] = {}
-        self._parts: dict[str, dict[str, dict[str, list[int]]]] = {
-            name: {} for name in self._passes
-        }
 
     def add(self, position: int, record: EncodedRecord) -> None:
         """Put the record, known by ``position``, into the block of each of its passes."""
         tokens = record.tokens
         self._records[position] = record
-        for name in self._passes:
-            token = tokens.get(name)
-            if token is None:
+        for spec, blocks, parts_of in zip(self._passes, self._blocks, self._parts, strict=True):
+            key = _key(tokens, spec.forms)
+            if key is None:
                 continue
-            block = self._blocks[name].setdefault(token, [])
+            block = blocks.setdefault(key, [])
             block.append(position)
-            if len(block) <= self._limits[name]:
+            if len(block) <= spec.limit:
                 continue
-            # Parts are kept only for oversized blocks: a dictionary for every small
-            # block would cost more memory than the blocks themselves.
-            parts = self._parts[name].get(token)
-            refine = self._refine[name]
+            parts = parts_of.get(key)
             if parts is None:
-                parts = self._parts[name][token] = {}
+                parts = parts_of[key] = {}
                 for member in block[:-1]:
-                    member_refine = self._records[member].tokens.get(refine, "")
+                    member_refine = self._records[member].tokens.get(spec.refine, "")
                     parts.setdefault(member_refine, []).append(member)
-            parts.setdefault(tokens.get(refine, ""), []).append(position)
+            parts.setdefault(tokens.get(spec.refine, ""), []).append(position)
 
     def candidates(self, record: EncodedRecord) -> set[int]:
         """The positions of added records that share a block (or, in one too big, a part)."""
         found: set[int] = set()
         tokens = record.tokens
-        for name in self._passes:
-            token = tokens.get(name)
-            if token is None:
+        for spec, blocks, parts_of in zip(self._passes, self._blocks, self._parts, strict=True):
+            key = _key(tokens, spec.forms)
+            if key is None:
                 continue
-            block = self._blocks[name].get(token)
+            block = blocks.get(key)
             if block is None:
                 continue
-            limit = self._limits[name]
-            if len(block) <= limit:
+            if len(block) <= spec.limit:
                 found.update(block)
                 continue
-            part = self._parts[name][token].get(tokens.get(self._refine[name], ""))
-            if part is not None and len(part) <= limit:
+            part = parts_of[key].get(tokens.get(spec.refine, ""))
+            if part is not None and len(part) <= spec.limit:
                 found.update(part)
         return found
 
     def stats(self) -> BlockingStats:
         """How many blocks there are, how many are oversized, and what the caps skip."""
         blocks = oversized = skipped_parts = skipped_pairs = 0
-        for name, by_token in self._blocks.items():
-            limit = self._limits[name]
-            blocks += len(by_token)
-            for token, block in by_token.items():
-                if len(block) <= limit:
+        for spec, by_key, parts_of in zip(self._passes, self._blocks, self._parts, strict=True):
+            blocks += len(by_key)
+            for key, block in by_key.items():
+                if len(block) <= spec.limit:
                     continue
                 oversized += 1
-                for part in self._parts[name][token].values():
-                    if len(part) > limit:
+                for part in parts_of[key].values():
+                    if len(part) > spec.limit:
                         skipped_parts += 1
                         skipped_pairs += len(part) * (len(part) - 1) // 2
         return BlockingStats(blocks, oversized, skipped_parts, skipped_pairs)

@@ -126,6 +126,12 @@ _FORM_FIELD_LEVEL: Mapping[str, tuple[int, Level]] = {
     "postcode_sector": (6, _NEAR),
     "postcode_district": (6, _NEAR),
     "household": (6, _AGREE),
+    "given_soundex": (2, _DISAGREE),
+    "variant_initial": (2, _DISAGREE),
+    "family_soundex": (3, _DISAGREE),
+    "sorted_soundex": (2, _DISAGREE),
+    "initials_sorted": (2, _DISAGREE),
+    "dob_month_day": (4, _DISAGREE),
 }
 
 

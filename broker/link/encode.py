@@ -9,13 +9,15 @@ under the agreement's linkage key), framed by its own name so that tokens of
 different forms never collide; the one deliberate exception is
 ``dob_swapped``, framed as ``dob`` so that it can equal the other record's
 date of birth. The deterministic keys of the cascade are tokens over several
-forms at once, and the blocking passes (``broker.link.blocking``) are tokens
-over coarse forms. Names, date of birth and postcode are also Bloom-encoded
-per field (``broker.bloom``) for Dice similarity.
+forms at once. The blocking passes (``broker.link.blocking``) key their
+blocks by the tokens of coarse forms taken together (Soundex codes, initials,
+day and month), so they cost no HMAC of their own. Names, date of birth and
+postcode are also Bloom-encoded per field (``broker.bloom``) for Dice
+similarity.
 
 Tokens are truncated to 96 bits (24 hex characters): they are compared only
 with one another inside one run, where a chance collision among even 10^8
-tokens has odds below 10^-12, and a million records hold about 30 million of
+tokens has odds below 10^-12, and a million records hold about 25 million of
 them, so the saving in memory matters.
 
 The deterministic keys (``Cascade``) each declare a strength: 3, a national
@@ -37,7 +39,7 @@ import jellyfish
 
 from broker.bloom import Encoder
 from broker.errors import IdentifierError
-from broker.link.blocking import BLOCK_PREFIX, BLOCK_REFINEMENTS, BLOCKING_PASSES
+from broker.link.blocking import BLOCK_REFINEMENTS, BLOCKING_PASSES
 from broker.link.types import EncodedRecord
 from broker.name_variants import canonical_given_name
 from broker.normalise import (
@@ -75,6 +77,14 @@ FORMS: tuple[str, ...] = (
     "postcode_district",
     "postcode_sector",
     "household",
+    # Coarse forms for blocking (broker.link.blocking): the given name's Soundex and
+    # initial are of its variant group, so Bill meets William.
+    "given_soundex",
+    "family_soundex",
+    "sorted_soundex",
+    "variant_initial",
+    "initials_sorted",
+    "dob_month_day",
 )
 
 
@@ -114,11 +124,13 @@ DEFAULT_CASCADE: Cascade = (
     CascadeKey("name_dob", ("given", "family", "dob"), FUZZY_STRENGTH),
 )
 
-# A refinement is read from the record's tokens, so it must be a form made into one.
-if not set(BLOCK_REFINEMENTS.values()) <= set(FORMS) or set(BLOCK_REFINEMENTS) != set(
-    BLOCKING_PASSES
+# Blocking reads its keys and refinements from the record's tokens: each must be a form.
+if (
+    not set(BLOCK_REFINEMENTS.values()) <= set(FORMS)
+    or set(BLOCK_REFINEMENTS) != set(BLOCKING_PASSES)
+    or not {form for forms in BLOCKING_PASSES.values() for form in forms} <= set(FORMS)
 ):
-    raise AssertionError("each blocking pass needs a refinement that is a tokenised form")
+    raise AssertionError("each blocking pass needs forms and a refinement that are tokenised")
 
 # Data-quality notes encode_with_notes can report.
 NOTES = (
@@ -172,8 +184,6 @@ def validate_cascade(cascade: Cascade) -> Cascade:
             raise ValueError(f"cascade key '{key.name}' names a form that does not exist")
         if key.name in FORMS and key.forms != (key.name,):
             raise ValueError(f"cascade key '{key.name}' is named like a form but is not it")
-        if key.name.startswith(BLOCK_PREFIX):
-            raise ValueError(f"cascade key '{key.name}' uses a reserved prefix")
         if key.strength not in (FUZZY_STRENGTH, EXACT_STRENGTH, IDENTITY_STRENGTH):
             raise ValueError(f"cascade key '{key.name}' must have strength 1, 2 or 3")
     strengths = [key.strength for key in cascade]
@@ -320,7 +330,7 @@ class RecordEncoder:
     under the same key and cascade always give an equal ``EncodedRecord``.
     """
 
-    __slots__ = ("_aliases", "_bloom_cache", "_blooms", "_cascade", "_specs", "_tokeniser")
+    __slots__ = ("_bloom_cache", "_blooms", "_cascade", "_specs", "_tokeniser")
 
     def __init__(self, linkage_key: bytes, cascade: Cascade | None = None) -> None:
         self._tokeniser = Tokeniser(linkage_key)
@@ -343,17 +353,6 @@ class RecordEncoder:
             _TokenSpec(key.name, f"link:key:{key.name}", key.forms, None)
             for key in self._cascade
             if key.name not in FORMS  # a key that is one form (nhs, upn) is that form's token
-        ]
-        # A blocking pass over one form (nhs, upn) reuses that form's token.
-        self._aliases = tuple(
-            (BLOCK_PREFIX + name, name)
-            for name, forms in BLOCKING_PASSES.items()
-            if forms == (name,)
-        )
-        specs += [
-            _TokenSpec(BLOCK_PREFIX + name, f"link:block:{name}", forms, {})
-            for name, forms in BLOCKING_PASSES.items()
-            if forms != (name,)
         ]
         self._specs = tuple(specs)
 
@@ -387,9 +386,6 @@ class RecordEncoder:
                         cache.clear()  # bounded: a cache, not a copy of the data
                     cache[values] = found
             tokens[name] = found
-        for alias, name in self._aliases:
-            if name in tokens:
-                tokens[alias] = tokens[name]
         record = EncodedRecord(ref, source, tokens, self._encode_blooms(forms))
         return record, notes
 

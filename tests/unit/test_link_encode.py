@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from broker.bloom import Encoder
-from broker.link.blocking import BLOCK_PREFIX, BLOCKING_PASSES
+from broker.link.blocking import BLOCKING_PASSES
 from broker.link.encode import (
     DEFAULT_CASCADE,
     TOKEN_HEX,
@@ -87,30 +87,25 @@ def test_tokens_of_different_forms_never_coincide_for_equal_values() -> None:
     assert tokens["given_phonetic"] != tokens["family_phonetic"]
 
 
-def test_blocking_tokens_are_made_for_each_pass_with_its_forms() -> None:
+def test_the_coarse_blocking_forms_are_tokens_and_every_pass_reads_only_forms() -> None:
     tokens = encode(FULL)
-    assert {
-        name.removeprefix(BLOCK_PREFIX) for name in tokens if name.startswith(BLOCK_PREFIX)
-    } == set(BLOCKING_PASSES)
-    assert tokens[BLOCK_PREFIX + "nhs"] == tokens["nhs"]
-    assert tokens[BLOCK_PREFIX + "dob_family_soundex"] == token(
-        "block:dob_family_soundex", "2012-03-05", "S530"
-    )
-    assert tokens[BLOCK_PREFIX + "sorted_soundex_dob_unordered"] == token(
-        "block:sorted_soundex_dob_unordered", "J500 S530", "2012-03-05"
-    )
-    assert tokens[BLOCK_PREFIX + "family_soundex_year_month_sex"] == token(
-        "block:family_soundex_year_month_sex", "S530", "2012-03", "M"
-    )
-    # Given-name passes block on the variant group, so Bill and William meet.
+    assert tokens["given_soundex"] == token("given_soundex", "J500")
+    assert tokens["family_soundex"] == token("family_soundex", "S530")
+    assert tokens["sorted_soundex"] == token("sorted_soundex", "J500 S530")
+    assert tokens["variant_initial"] == token("variant_initial", "j")
+    assert tokens["initials_sorted"] == token("initials_sorted", "js")
+    assert tokens["dob_month_day"] == token("dob_month_day", "03-05")
+    assert {form for forms in BLOCKING_PASSES.values() for form in forms} <= set(tokens)
+    assert not [name for name in tokens if name.startswith("block")]
+    # Blocking Soundex and initial of the given name are its variant group's.
     bill = encode({**FULL, "given_name": "Bill"})
     william = encode({**FULL, "given_name": "William"})
-    assert bill[BLOCK_PREFIX + "dob_given_soundex"] == william[BLOCK_PREFIX + "dob_given_soundex"]
-    # Day and month swapped still share the date-of-birth passes.
-    swapped = encode({**FULL, "date_of_birth": "2012-05-03"})
-    assert (
-        swapped[BLOCK_PREFIX + "dob_family_soundex"] == tokens[BLOCK_PREFIX + "dob_family_soundex"]
-    )
+    assert bill["given_soundex"] == william["given_soundex"] == token("given_soundex", "W450")
+    assert bill["variant_initial"] == william["variant_initial"]
+    # The sorted codes and initials are of the names as given, so a swap keeps them.
+    swapped = encode({**FULL, "given_name": "Smith", "family_name": "Jon"})
+    assert swapped["sorted_soundex"] == tokens["sorted_soundex"]
+    assert swapped["initials_sorted"] == tokens["initials_sorted"]
 
 
 def test_a_failed_nhs_check_digit_drops_only_the_nhs_number_and_says_so() -> None:
@@ -119,7 +114,6 @@ def test_a_failed_nhs_check_digit_drops_only_the_nhs_number_and_says_so() -> Non
     )
     assert notes == ("nhs_number_check_failed",)
     assert "nhs" not in record.tokens
-    assert BLOCK_PREFIX + "nhs" not in record.tokens
     assert record.tokens["given"] == token("given", "jon")
 
 
@@ -254,7 +248,6 @@ def test_the_encoder_uses_its_cascade() -> None:
         ((CascadeKey("x", ("shoe_size",), 1),), "form that does not exist"),
         ((CascadeKey("x", (), 1),), "form that does not exist"),
         ((CascadeKey("dob", ("given", "dob"), 1),), "named like a form"),
-        ((CascadeKey("block:x", ("given",), 1),), "reserved prefix"),
         ((CascadeKey("x", ("given",), 4),), "strength 1, 2 or 3"),
         ((CascadeKey("x", ("given",), 1), CascadeKey("y", ("family",), 2)), "strongest first"),
     ],
