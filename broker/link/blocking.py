@@ -1,17 +1,19 @@
-"""Which pairs are worth comparing: records that share a keyed blocking token.
+"""Which pairs are worth comparing: records that share a block of any pass.
 
-Each blocking pass (``broker.link.encode.BLOCKING_PASSES``, twelve of them)
-is a keyed token over coarse forms: NHS number; UPN; date of birth (day and
-month in either order) with the family name's Soundex, or with the given
-name's (of its variant group, so Bill meets William), or with both initials
-sorted, or with the postcode; both Soundex codes with year and month of birth,
+Each blocking pass (``BLOCKING_PASSES``, twelve of them) keys its blocks by
+the keyed tokens (``broker.link.encode``) of a few coarse forms taken
+together, so a block says nothing without the linkage key: NHS number; UPN;
+date of birth (day and month in either order) with the family name's
+Soundex, or with the given name's (of its variant group, so Bill meets
+William), or with both initials sorted, or with the postcode; both Soundex
+codes with year and month of birth,
 or with the postcode district; the two names' Soundex codes sorted with the
 date of birth; family Soundex, given initial, day and month (a wrong year);
 family Soundex, year and month, and sex; and, as a last resort for a missing
 date and a move, the two names alone. The passes are independent, so one
 error (a typo, a nickname, a swap, a moved address, a wrong day or year)
 breaks some of them and not all: a pair is a candidate when it shares any one
-token.
+block.
 
 Measured on about 100,000 synthetic records (``broker.synth``, seed 7): the
 moderate profile gives 5.6 comparisons per record and keeps 99.95% of true
