@@ -135,6 +135,7 @@ if (
 # Data-quality notes encode_with_notes can report.
 NOTES = (
     "nhs_number_check_failed",
+    "nhs_number_placeholder",
     "upn_check_failed",
     "postcode_not_uk",
     "date_of_birth_invalid",
@@ -248,6 +249,11 @@ def parse_identifiers(identifiers: Mapping[str, str]) -> _Parsed:
     dob = use("date_of_birth", normalise_date, "date_of_birth_invalid")
     sex = use("sex", normalise_sex, "sex_invalid")
     postcode = use("postcode", normalise_postcode, "postcode_not_uk")
+    if nhs and len(set(nhs)) == 1:
+        # 0000000000 and 9999999999 pass the check digit but are what systems put in
+        # for "not known": as an identity key they would merge everyone who has them.
+        notes.append("nhs_number_placeholder")
+        nhs = ""
     if nhs:
         forms["nhs"] = nhs
     if upn:

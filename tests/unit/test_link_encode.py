@@ -117,6 +117,17 @@ def test_a_failed_nhs_check_digit_drops_only_the_nhs_number_and_says_so() -> Non
     assert record.tokens["given"] == token("given", "jon")
 
 
+@pytest.mark.parametrize("placeholder", ["0000000000", "999 999 9999", "5555555555"])
+def test_an_nhs_number_of_one_repeated_digit_is_a_placeholder_and_dropped(
+    placeholder: str,
+) -> None:
+    record, notes = RecordEncoder(KEY).encode_with_notes(
+        "a:1", "a", {**FULL, "nhs_number": placeholder}
+    )
+    assert notes == ("nhs_number_placeholder",)
+    assert "nhs" not in record.tokens
+
+
 def test_a_failed_upn_check_letter_drops_the_upn() -> None:
     record, notes = RecordEncoder(KEY).encode_with_notes(
         "a:1", "a", {**FULL, "upn": "A801200001001"}
