@@ -455,3 +455,55 @@ class PersonAccount(SQLModel, table=True):
     status: str = Field(max_length=16)
     created_at: str = Field(max_length=40)
     disabled_at: str | None = Field(default=None, max_length=40)
+
+
+class RecordEncoding(SQLModel, table=True):
+    """One record's linkage encodings (``EncodedRecord``): keyed tokens and Bloom bits."""
+
+    __tablename__ = "record_encoding"
+
+    record_id: str = Field(foreign_key="record.id", primary_key=True, max_length=40)
+    agreement_id: str = Field(max_length=64)
+    # JSON: token name -> keyed token; encoded field -> Bloom bits as hex.
+    tokens: str = Field(sa_column=Column(Text, nullable=False))
+    blooms: str = Field(sa_column=Column(Text, nullable=False))
+    key_version: int
+
+
+class LinkBlock(SQLModel, table=True):
+    """One token of one record's encodings, for candidate lookup on arrival."""
+
+    __tablename__ = "link_block"
+    __table_args__ = (
+        Index("ix_link_block_lookup", "token", "agreement_id"),
+        Index("ix_link_block_record", "record_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    agreement_id: str = Field(max_length=64)
+    token: str = Field(max_length=64)
+    record_id: str = Field(foreign_key="record.id", max_length=40)
+
+
+class PossibleMatch(SQLModel, table=True):
+    """A pair scored possible, waiting for both holders' decisions; levels only, never values."""
+
+    __tablename__ = "possible_match"
+    __table_args__ = (
+        UniqueConstraint("left_record_id", "right_record_id", name="uq_possible_match_pair"),
+        Index("ix_possible_match_queue", "agreement_id", "state"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    agreement_id: str = Field(max_length=64)
+    left_record_id: str = Field(foreign_key="record.id", max_length=40)
+    right_record_id: str = Field(foreign_key="record.id", max_length=40)
+    left_agency: str = Field(max_length=64)
+    right_agency: str = Field(max_length=64)
+    levels: str = Field(max_length=16)
+    probability: float
+    state: str = Field(max_length=16)
+    left_decision: str | None = Field(default=None, max_length=16)
+    right_decision: str | None = Field(default=None, max_length=16)
+    created_at: str = Field(max_length=40)
+    resolved_at: str | None = Field(default=None, max_length=40)
