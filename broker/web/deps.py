@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from broker.errors import AuthenticationFailed, Refused
-from broker.principal import Principal, Role
+from broker.errors import AuthenticationFailed
+from broker.principal import Principal
 from broker.service import Broker
 from broker.startup import SchemaWatch
 
@@ -65,36 +65,6 @@ def current_principal(
     )
 
 
-def current_agency(principal: Annotated[Principal, Depends(current_principal)]) -> str:
-    """The agency of an agency system (or, for agreement changes, of its DPO).
-
-    Transitional: the permission matrix (``broker.permissions``) decides per
-    route which roles may call; until every route uses it, this admits the two
-    roles that act for an agency through these routes.
-    """
-    if principal.role in (Role.SYSTEM, Role.DPO) and principal.agency is not None:
-        return principal.agency
-    raise Refused(
-        f"a {principal.role.value.replace('_', ' ')} may not make this request; "
-        "it needs an agency system's token",
-        code="role_not_allowed",
-    )
-
-
-def current_ig_lead(principal: Annotated[Principal, Depends(current_principal)]) -> str:
-    """The agency whose IG lead is calling; others are refused (``role_not_allowed``)."""
-    if principal.role is Role.IG_LEAD and principal.agency is not None:
-        return principal.agency
-    raise Refused(
-        f"a {principal.role.value.replace('_', ' ')} may not make this request; "
-        "it needs an IG lead's token",
-        code="role_not_allowed",
-    )
-
-
 BrokerDep = Annotated[Broker, Depends(get_broker)]
-PrincipalDep = Annotated[Principal, Depends(current_principal)]
-AgencyDep = Annotated[str, Depends(current_agency)]
-IgLeadDep = Annotated[str, Depends(current_ig_lead)]
 SchemaDep = Annotated[SchemaWatch, Depends(get_schema)]
 RequestIdDep = Annotated[str | None, Depends(get_request_id)]
