@@ -293,6 +293,19 @@ MATRIX: Final[Mapping[str, Entry]] = {
     "get_deliveries": Entry(
         "a party's system reads the delivery log of its own notification", {SYS: PARTY}
     ),
+    # -- the linkage engine's possible-match queue and quality (issue 5) ----------
+    "get_possible_matches": Entry(
+        "a party's system lists possible matches where it holds one side (levels, no values)",
+        {SYS: PARTY},
+    ),
+    "post_possible_match_decision": Entry(
+        "a party's system says same or different for a pair it holds a side of (audited)",
+        {SYS: PARTY},
+    ),
+    "get_linkage_quality": Entry(
+        "IG leads and DPOs of a party read estimated linkage quality and the queue's length",
+        {DPO: PARTY, IG: PARTY},
+    ),
     # -- the audit log -----------------------------------------------------------
     "audit_entries": Entry(
         "a system's own entries (its receipts); admin the whole log, subject ids hidden",

@@ -23,6 +23,7 @@ from broker.service_aggregate import AggregateResult, AggregateUseCases
 from broker.service_core import DEFAULT_LOG_ORIGIN, BrokerCore, Limits, LogSchedule
 from broker.service_ingest import IngestResult, IngestUseCases
 from broker.service_keys import KeyUseCases, RekeyResult
+from broker.service_linkage import LinkageUseCases
 from broker.service_lookup import Holding, LookupResult, LookupUseCases, ReleasedRecord
 from broker.service_notify import NotificationUseCases
 
@@ -46,7 +47,14 @@ __all__ = [
 MAX_AUDIT_PAGE = 1000
 
 
-class Broker(IngestUseCases, LookupUseCases, KeyUseCases, NotificationUseCases, AggregateUseCases):
+class Broker(
+    IngestUseCases,
+    LookupUseCases,
+    KeyUseCases,
+    NotificationUseCases,
+    AggregateUseCases,
+    LinkageUseCases,
+):
     """The service object the app factory builds once and the routes call."""
 
     def __init__(

@@ -40,6 +40,7 @@ from broker.linkage import assign_subjects, record_tokens
 from broker.pseudonymise import Tokeniser, constant_time_equal
 from broker.sealing import associated_data, seal
 from broker.service_core import BrokerCore, warning_codes, with_changes
+from broker.service_linkage import ArrivedRecord, link_arrivals
 from broker.service_notify import queue_notifications
 
 
@@ -364,6 +365,17 @@ class IngestUseCases(BrokerCore):
                     )
             uow.records.add_records(rows)
             uow.linkage.add_tokens(agreement.id, tokens)
+            # The linkage engine's encodings and possible-match queue (issue 5).
+            queued = link_arrivals(
+                uow,
+                agreement.id,
+                linkage_keys[0] if at_source is None else None,
+                [
+                    ArrivedRecord(row.id, base.actor, row.subject_id, record.identifiers)
+                    for row, record in zip(rows, valid, strict=True)
+                ],
+                at=now,
+            )
         quality = tuple(p for r in valid for p in r.quality)
         by_rule = Counter(a.rule for a in assignments if a.rule is not None)
         linked = sum(by_rule.values())
@@ -392,6 +404,7 @@ class IngestUseCases(BrokerCore):
                         "new_subjects": len(valid) - linked,
                         "by_rule": dict(sorted(by_rule.items())),
                         "without_match_key": no_key,
+                        "possible_matches_queued": queued,
                     },
                 ),
             )

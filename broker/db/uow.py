@@ -14,6 +14,7 @@ from broker.db.idempotency_repository import SqlIdempotency
 from broker.db.identity_repository import SqlIdentity
 from broker.db.job_repository import SqlJobs, SqlRetention
 from broker.db.limit_repository import SqlLookupBudget
+from broker.db.link_repository import SqlLinkStore
 from broker.db.notify_repository import SqlNotifications
 from broker.db.repositories import (
     SqlAgreements,
@@ -46,6 +47,8 @@ class SqlUnitOfWork:
     lookup_budget: SqlLookupBudget
     # Ingest idempotency keys (``broker.idempotency``), in the batch's transaction.
     idempotency: SqlIdempotency
+    # The linkage engine's encodings and possible-match queue (issue 5).
+    link_store: SqlLinkStore
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -74,6 +77,7 @@ class SqlUnitOfWork:
         self.dataset_records = SqlDatasetRecords(self._connection)
         self.lookup_budget = SqlLookupBudget(self._connection)
         self.idempotency = SqlIdempotency(self._connection)
+        self.link_store = SqlLinkStore(self._connection)
         return self
 
     def commit(self) -> None:

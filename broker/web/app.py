@@ -27,6 +27,7 @@ from broker.web.routes import (
     auth,
     health,
     ingest,
+    linkage,
     lookup,
     notifications,
 )
@@ -96,5 +97,6 @@ def create_app(
         app.include_router(module.router)
     app.include_router(notifications.router)
     app.include_router(aggregates.router)
+    app.include_router(linkage.router)
     app.include_router(auth.router)
     return app

@@ -526,3 +526,53 @@ class AggregateOut(BaseModel):
     redacted_at_or_below: int
     audit_entry: int
     warnings: list[str] = Field(default_factory=list)
+
+
+# -- linkage engine (issue 5) ---------------------------------------------------
+
+
+class PossibleMatchOut(BaseModel):
+    """One queued pair as its holder sees it: per-field levels, never values."""
+
+    pair_id: str
+    probability: float
+    # Field name -> agree, nearly_agree, disagree or missing.
+    fields: dict[str, str]
+    state: str
+    # The caller's own record reference(s); the other side's is never shown.
+    your_record: str | None = None
+    your_other_record: str | None = None
+    your_decision: str | None = None
+
+
+class PossibleMatchesOut(BaseModel):
+    """The possible matches the caller may see under one agreement."""
+
+    agreement_id: str
+    pairs: list[PossibleMatchOut]
+
+
+class PossibleMatchDecisionIn(_Body):
+    """A holder's decision on a queued pair, with its reason (kept out of the audit log)."""
+
+    decision: Literal["same", "different"]
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class PossibleMatchDecisionOut(BaseModel):
+    """The pair's state after the decision; ``merged`` when both holders said same."""
+
+    pair_id: str
+    state: str
+    merged: bool
+
+
+class LinkageQualityOut(BaseModel):
+    """Estimated linkage quality of an agreement's records, and its queue."""
+
+    agreement_id: str
+    records: int
+    estimated_precision: float
+    estimated_recall: float
+    pairs_per_band: dict[str, int]
+    queue: dict[str, int]

@@ -63,6 +63,7 @@ PATH_DEFAULTS = {
     "size": "1",
     "subscription_id": "nsub_nothing",
     "notification_id": "ntf_nothing",
+    "pair_id": "pm_nothing",
 }
 UNREFUSED = {401, 403}
 START = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -188,6 +189,10 @@ EXAMPLES_BY_OPERATION: dict[str, Example] = {
     "get_notifications": Example(Call(200)),
     "post_acknowledgements": Example(Call(200, json={"ids": ["ntf_nothing"]})),
     "get_deliveries": Example(Call(404)),
+    # The linkage engine's possible-match queue and quality (issue 5).
+    "get_possible_matches": Example(Call(200)),
+    "post_possible_match_decision": Example(Call(404, json={"decision": "same", "reason": "x"})),
+    "get_linkage_quality": Example(Call(200)),
     # The audit log.
     "audit_entries": Example(Call(200)),
     "audit_head": Example(Call(200)),
