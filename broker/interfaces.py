@@ -281,7 +281,11 @@ class LinkStoreRepository(Protocol):
     """Record encodings, their token index and the possible-match queue (issue 5)."""
 
     def add_encodings(
-        self, agreement_id: str, key_version: int, encoded: Sequence[EncodedRecord]
+        self,
+        agreement_id: str,
+        key_version: int,
+        encoded: Sequence[EncodedRecord],
+        blocks: Mapping[str, Sequence[str]],
     ) -> None: ...
     def candidates(self, agreement_id: str, tokens: Iterable[str]) -> set[str]: ...
     def encodings(self, agreement_id: str, record_ids: Iterable[str]) -> list[EncodedRecord]: ...

@@ -8,8 +8,8 @@ Design (the simplest honest one, issue 5):
 * Subjects are still assigned by the deterministic keyed match keys
   (``broker.linkage``): that path is unchanged, so a record joins a subject only
   on a shared decisive key. The engine then compares each new record with its
-  stored candidates (the blocking passes of ``broker.link.blocking`` over the
-  records sharing any token) and scores the pairs with the *prior model*
+  stored candidates (the records sharing a block key of one of the blocking
+  passes of ``broker.link.blocking``) and scores the pairs with the *prior model*
   (``fit_patterns`` over no pairs: ``EMSettings``' m and u priors, thresholds
   from the configuration). A pair the engine scores possible or match whose two
   records sit in different subjects is queued for its two holders: the engine
@@ -22,6 +22,7 @@ Design (the simplest honest one, issue 5):
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ from broker.errors import NotFound
 from broker.ids import new_id
 from broker.interfaces import UnitOfWork
 from broker.keys import LinkageKey
-from broker.link.blocking import BlockIndex
+from broker.link.blocking import BLOCKING_PASSES, BlockIndex
 from broker.link.compare import make_comparer
 from broker.link.config import DEFAULT_CONFIG, LinkageConfig
 from broker.link.encode import RecordEncoder
@@ -66,6 +67,22 @@ class LinkageQuality:
     queue: Mapping[str, int]
 
 
+def block_keys(record: EncodedRecord) -> list[str]:
+    """The record's block key for each blocking pass it has every form of.
+
+    A key hashes the pass's name with its forms' keyed tokens taken together (as
+    ``BlockIndex`` groups them), so two records share a key exactly when they
+    share that pass's block; it holds no identifier, only a hash of keyed tokens.
+    """
+    keys = []
+    for name, forms in BLOCKING_PASSES.items():
+        parts = [record.tokens.get(form) for form in forms]
+        if all(parts):
+            joined = "\x1f".join([name, *(p for p in parts if p)])
+            keys.append(hashlib.sha256(joined.encode("utf-8")).hexdigest())
+    return keys
+
+
 def encode_arrivals(
     linkage_key: bytes, arrived: Sequence[ArrivedRecord], config: LinkageConfig = DEFAULT_CONFIG
 ) -> list[EncodedRecord]:
@@ -87,14 +104,15 @@ def queue_on_arrival(
 ) -> int:
     """Store a batch's encodings and queue its possible matches; returns how many were queued.
 
-    Candidates are stored records sharing a token with the batch, narrowed by the
-    engine's blocking passes; the batch's own records are candidates of one
-    another, so a batch links as one batch.
+    Candidates are stored records sharing a block key (``block_keys``) with the
+    batch, narrowed by the engine's blocking caps (``BlockIndex``); the batch's
+    own records are candidates of one another, so a batch links as one batch.
     """
     store = uow.link_store
-    stored_ids = store.candidates(agreement_id, {t for e in encoded for t in e.tokens.values()})
+    blocks = {e.ref: block_keys(e) for e in encoded}
+    stored_ids = store.candidates(agreement_id, {k for keys in blocks.values() for k in keys})
     stored = store.encodings(agreement_id, stored_ids)
-    store.add_encodings(agreement_id, key_version, encoded)
+    store.add_encodings(agreement_id, key_version, encoded, blocks)
     known = stored + list(encoded)
     subject_of = {**store.subjects_of(r.ref for r in stored), **subjects}
     index = BlockIndex()
@@ -252,6 +270,7 @@ __all__ = [
     "ArrivedRecord",
     "LinkageQuality",
     "LinkageUseCases",
+    "block_keys",
     "encode_arrivals",
     "link_arrivals",
     "queue_on_arrival",

@@ -31,9 +31,13 @@ class SqlLinkStore:
         self._c = connection
 
     def add_encodings(
-        self, agreement_id: str, key_version: int, encoded: Sequence[EncodedRecord]
+        self,
+        agreement_id: str,
+        key_version: int,
+        encoded: Sequence[EncodedRecord],
+        blocks: Mapping[str, Sequence[str]],
     ) -> None:
-        """Store each record's encodings and index every token for candidate lookup."""
+        """Store each record's encodings and index its block keys (``blocks[ref]``)."""
         if not encoded:
             return
         self._c.execute(
@@ -49,16 +53,16 @@ class SqlLinkStore:
                 for e in encoded
             ],
         )
-        blocks = [
-            {"agreement_id": agreement_id, "token": token, "record_id": e.ref}
+        rows = [
+            {"agreement_id": agreement_id, "token": key, "record_id": e.ref}
             for e in encoded
-            for token in sorted(set(e.tokens.values()))
+            for key in sorted(set(blocks.get(e.ref, ())))
         ]
-        if blocks:
-            self._c.execute(insert(LINK_BLOCK), blocks)
+        if rows:
+            self._c.execute(insert(LINK_BLOCK), rows)
 
     def candidates(self, agreement_id: str, tokens: Iterable[str]) -> set[str]:
-        """Record ids sharing at least one token with ``tokens``."""
+        """Record ids sharing at least one block key with ``tokens`` (block keys)."""
         found: set[str] = set()
         for part in chunked(sorted(set(tokens))):
             rows = self._c.execute(

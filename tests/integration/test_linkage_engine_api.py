@@ -152,3 +152,44 @@ def test_quality_for_the_dpo_and_not_for_a_system(
     assert set(body["pairs_per_band"]) == {"match", "possible", "non_match"}
     assert 0.0 <= body["estimated_precision"] <= 1.0
     assert client.get(QUALITY, headers=keys["school"]).status_code == 403
+
+
+def _refs(pair: dict[str, Any]) -> tuple[str, ...]:
+    """The holder's own references in a pair (both, when it holds both sides), in order."""
+    return tuple(sorted(r for r in (pair["your_record"], pair["your_other_record"]) if r))
+
+
+def _queue_after(settings: Settings, clock: FixedClock, name: str, batches: list[Any]) -> set[Any]:
+    """The queue, as each holder sees it, after ingesting ``batches`` in order on a fresh broker."""
+    url = f"sqlite:///{settings.key_file.parent.parent / name}.db"
+    built = build_runtime(settings.model_copy(update={"database_url": url}), clock=clock)
+    try:
+        with TestClient(create_app(built)) as client:
+            keys = {a: agency_headers(built.broker, a) for a in ("school", "ed")}
+            _post(client, SCHOOL, keys["school"], [school_record("SCH-1")])
+            for batch in batches:
+                _post(client, ED, keys["ed"], batch)
+            return {
+                (agency, _refs(p), tuple(sorted(p["fields"].items())), p["probability"])
+                for agency in keys
+                for p in client.get(QUEUE, headers=keys[agency]).json()["pairs"]
+            }
+    finally:
+        built.engine.dispose()
+
+
+def test_a_batch_queues_what_its_records_one_by_one_queue(
+    settings: Settings, clock: FixedClock
+) -> None:
+    records = [
+        ed_record("ED-1", given="Amria", postcode="NS1 4AQ"),
+        ed_record("ED-2", given="Amria", postcode="NS1 4AB", date_of_birth="2011-04-14"),
+        ed_record("ED-3", given="Amira", family="Okafur", postcode="NS1 4AQ"),
+        ed_record("ED-4", given="Zed", family="Quill", postcode="NS1 4AQ"),
+    ]
+    at_once = _queue_after(settings, clock, "at-once", [records])
+    one_by_one = _queue_after(settings, clock, "one-by-one", [[r] for r in records])
+    assert at_once == one_by_one
+    assert len(at_once) >= 2  # both holders see at least the ED-1 pair
+    assert not any("ED-4" in refs for _, refs, _, _ in at_once)
+    assert ("school", ("SCH-1",)) in {(a, r) for a, r, _, _ in at_once}
