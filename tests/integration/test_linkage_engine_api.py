@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,7 @@ from sqlalchemy import func, select
 from broker.bootstrap import Runtime, build_runtime
 from broker.clock import FixedClock
 from broker.config import Settings
-from broker.db.handles import LINK_BLOCK, RECORD, RECORD_ENCODING
+from broker.db.handles import AUDIT, LINK_BLOCK, RECORD, RECORD_ENCODING
 from broker.web.app import create_app
 from tests.auth_helpers import agency_headers, person_headers
 from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, idempotent, school_record
@@ -110,7 +111,7 @@ def test_a_holder_sees_levels_and_only_its_own_reference(
 
 
 def test_linked_only_when_both_holders_say_same(
-    client: TestClient, keys: dict[str, dict[str, str]]
+    client: TestClient, keys: dict[str, dict[str, str]], runtime: Runtime
 ) -> None:
     pair = _queued(client, keys)
     url = f"{QUEUE}/{pair['pair_id']}"
@@ -125,6 +126,19 @@ def test_linked_only_when_both_holders_say_same(
     assert client.get(QUEUE, headers=keys["school"]).json()["pairs"] == []
     # Merged: a lookup by the school's identifiers now finds the ED record too.
     assert _holders(client, keys) == {"school", "ed"}
+    with runtime.engine.connect() as c:
+        rows = c.execute(
+            select(AUDIT.c.actor, AUDIT.c.detail).where(
+                AUDIT.c.detail.like("%possible_match_decision%")
+            )
+        ).all()
+    decisions = [(actor, json.loads(detail)) for actor, detail in rows]
+    assert [(a, d["decision"], d["state"], d["merged"]) for a, d in decisions] == [
+        ("school", "same", "open", False),
+        ("ed", "same", "same", True),
+    ]
+    # The holder's free-text reason never reaches the log.
+    assert all(d["reason_length"] == 1 for _, d in decisions)
 
 
 def test_either_holder_saying_different_closes_the_pair_unlinked(
