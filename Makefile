@@ -23,7 +23,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: lint typecheck
-	$(BIN)/pytest -n 2 -q -m "not soak"
+	$(BIN)/pytest -n 2 -q -m "not soak and not fuzz_long"
 
 # The long variants of the crash and concurrency tests (issue 8): 150 kills with bigger
 # batches, and five minutes of 16 clients; tune with ACCORD_SOAK_KILLS, ACCORD_SOAK_SECONDS.

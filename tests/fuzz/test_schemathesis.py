@@ -190,6 +190,7 @@ def live_postgres(tmp_path: Path) -> Iterator[LiveServer]:
 
 
 @pytest.mark.postgres
+@pytest.mark.fuzz_long
 @pytest.mark.skipif(not LONG, reason="the PostgreSQL run is part of make fuzz (ACCORD_FUZZ=1)")
 def test_live_schema_postgres(live_postgres: LiveServer) -> None:
     _assert_clean(fuzz_server(live_postgres, EXAMPLES), live_postgres, EXAMPLES)
@@ -225,6 +226,7 @@ def run_stateful(server: LiveServer, role: str, examples: int) -> Counter[str]:
     return calls
 
 
+@pytest.mark.fuzz_long
 @pytest.mark.skipif(not LONG, reason="the stateful phase is part of make fuzz (ACCORD_FUZZ=1)")
 @pytest.mark.parametrize("role", ["system:social-care", "dpo:police"])
 def test_stateful_links_sqlite(live_sqlite: LiveServer, role: str) -> None:
