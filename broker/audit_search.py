@@ -24,6 +24,7 @@ from audit.queries import MAX_LIMIT, AuditQuery, normalise_time
 from broker.errors import ValidationError
 from broker.interfaces import UnitOfWork, UnitOfWorkFactory
 from broker.lookup_patterns import LookupPattern, PatternThresholds, lookup_patterns
+from broker.principal import Principal
 
 AuditAppender = Callable[[UnitOfWork, AuditEvent], LoggedEntry]
 SubjectFinder = Callable[[Mapping[str, str], Sequence[str] | None], dict[str, str]]
@@ -77,6 +78,7 @@ class AuditSearch:
         viewer: str | None,
         identifiers: Mapping[str, str] | None = None,
         request_id: str | None = None,
+        by: Principal | None = None,
     ) -> SearchResult:
         """One page of entries matching ``query`` within the viewer's scope.
 
@@ -84,7 +86,7 @@ class AuditSearch:
         filter_invalid, identifiers_insufficient, identifier_unknown,
         identifier_invalid); each refusal is audited before it is raised.
         """
-        base = self._event(viewer, query, identifiers, request_id, kind="search")
+        base = self._event(viewer, query, identifiers, request_id, kind="search", by=by)
         with self._refusals_audited(base):
             scoped, found = self._prepare(query, viewer, identifiers)
         with self._units() as uow:
@@ -106,6 +108,7 @@ class AuditSearch:
         since: str | None = None,
         until: str | None = None,
         request_id: str | None = None,
+        by: Principal | None = None,
     ) -> list[reports.Release]:
         """Every release about one young person (by identifiers or subject ids), oldest first."""
         query = AuditQuery(
@@ -119,7 +122,7 @@ class AuditSearch:
             raise ValidationError(
                 "give the young person's identifiers or subject ids", code="subject_missing"
             )
-        base = self._event(viewer, query, identifiers, request_id, kind="subject")
+        base = self._event(viewer, query, identifiers, request_id, kind="subject", by=by)
         with self._refusals_audited(base):
             scoped, found = self._prepare(query, viewer, identifiers)
         with self._units() as uow:
@@ -137,6 +140,7 @@ class AuditSearch:
         since: str | None = None,
         until: str | None = None,
         request_id: str | None = None,
+        by: Principal | None = None,
     ) -> reports.RecipientReport:
         """Everything ``agency`` looked up and received in the period, within scope."""
         query = AuditQuery(agency=agency, action="lookup", since=since, until=until)
@@ -146,6 +150,7 @@ class AuditSearch:
             viewer,
             request_id,
             lambda entries, q: reports.recipient_report(entries, agency, q.since, q.until),
+            by=by,
         )
 
     def refusals(
@@ -155,11 +160,17 @@ class AuditSearch:
         since: str | None = None,
         until: str | None = None,
         request_id: str | None = None,
+        by: Principal | None = None,
     ) -> list[reports.RefusalCount]:
         """Refusals in the period counted by reason code, agency and agreement."""
         query = AuditQuery(outcome="refused", since=since, until=until)
         return self._report(
-            "refusals", query, viewer, request_id, lambda e, _q: reports.refusals_by_reason(e)
+            "refusals",
+            query,
+            viewer,
+            request_id,
+            lambda e, _q: reports.refusals_by_reason(e),
+            by=by,
         )
 
     def volume(
@@ -170,6 +181,7 @@ class AuditSearch:
         since: str | None = None,
         until: str | None = None,
         request_id: str | None = None,
+        by: Principal | None = None,
     ) -> list[reports.DayVolume]:
         """Lookups per recipient per day in the period, unusual days flagged.
 
@@ -183,6 +195,7 @@ class AuditSearch:
             viewer,
             request_id,
             lambda e, _q: reports.volume_by_recipient_per_day(e),
+            by=by,
         )
 
     def patterns(
@@ -194,6 +207,7 @@ class AuditSearch:
         until: str | None = None,
         thresholds: PatternThresholds | None = None,
         request_id: str | None = None,
+        by: Principal | None = None,
     ) -> list[LookupPattern]:
         """Per recipient and purpose, lookups that miss and subjects matched per hour, flagged.
 
@@ -204,11 +218,16 @@ class AuditSearch:
             agency=agency, action="lookup", outcome="permitted", since=since, until=until
         )
         given = thresholds or PatternThresholds()
-        base = self._event(viewer, query, None, request_id, kind="patterns")
+        base = self._event(viewer, query, None, request_id, kind="patterns", by=by)
         with self._refusals_audited(base):
             given.checked()
         return self._report(
-            "patterns", query, viewer, request_id, lambda e, _q: lookup_patterns(e, given)
+            "patterns",
+            query,
+            viewer,
+            request_id,
+            lambda e, _q: lookup_patterns(e, given),
+            by=by,
         )
 
     # -- helpers --------------------------------------------------------------
@@ -220,8 +239,10 @@ class AuditSearch:
         viewer: str | None,
         request_id: str | None,
         summarise: Callable[[list[LoggedEntry], AuditQuery], T],
+        *,
+        by: Principal | None = None,
     ) -> T:
-        base = self._event(viewer, query, None, request_id, kind=kind)
+        base = self._event(viewer, query, None, request_id, kind=kind, by=by)
         with self._refusals_audited(base):
             scoped, _ = self._prepare(query, viewer, None)
         with self._units() as uow:
@@ -277,8 +298,13 @@ class AuditSearch:
         request_id: str | None,
         *,
         kind: str,
+        by: Principal | None = None,
     ) -> AuditEvent:
-        """The search's audit entry: filters and identifier names, never identifier values."""
+        """The search's audit entry: filters and identifier names, never identifier values.
+
+        ``by`` is the signed-in person (an IG lead or an administrator over HTTP): the
+        entry names their account, so a search is traced to a person, not only an agency.
+        """
         filters: dict[str, Any] = {
             name: _code_or_marker(getattr(query, name))
             for name in _FILTERS
@@ -294,14 +320,20 @@ class AuditSearch:
             )
         detail: dict[str, Any] = {
             "kind": kind,
-            "role": "operator" if viewer is None else "ig_lead",
+            "role": by.role.value
+            if by is not None
+            else "operator"
+            if viewer is None
+            else "ig_lead",
             "filters": filters,
             "by_identifiers": sorted(_code_or_marker(n) for n in identifiers or ()),
         }
+        if by is not None:
+            detail["account"] = by.subject
         if kind == "search":
             detail["page"] = {"after": query.after, "limit": query.limit}
         return AuditEvent(
-            actor=OPERATOR if viewer is None else viewer,
+            actor=viewer if viewer is not None else by.role.value if by is not None else OPERATOR,
             action="audit_search",
             outcome="permitted",
             agreement_id=(

@@ -16,7 +16,7 @@ from broker.bootstrap import Runtime, build_runtime
 from broker.clock import FixedClock
 from broker.config import Settings
 from broker.web.app import create_app
-from tests.auth_helpers import agency_headers, person_headers
+from tests.auth_helpers import agency_headers, person_headers, person_username
 from tests.conftest import EXAMPLES
 from tests.helpers import AGREEMENT, IDENTIFIERS, ed_record, idempotent, school_record
 
@@ -220,6 +220,9 @@ def test_the_search_itself_is_audited_without_the_identifiers(
     found, refused, typed = searches
     assert found.event.detail["by_identifiers"] == sorted(IDENTIFIERS)
     assert found.event.detail["role"] == "ig_lead"
+    # The entry names the signed-in person, not only their agency.
+    assert found.event.detail["account"] == person_username("ig_lead", "social-care")
+    assert refused.event.detail["account"] == person_username("ig_lead", "social-care")
     assert found.event.detail["results"] == 2
     assert len(found.event.detail["subjects"]) == 1
     assert refused.event.reason_code == "identifier_invalid"
@@ -231,3 +234,19 @@ def test_the_search_itself_is_audited_without_the_identifiers(
     # The search entries name no subject in the indexed column: they are not releases.
     again = client.post(SEARCH, json={"identifiers": IDENTIFIERS}, headers=world["lead"]).json()
     assert {e["action"] for e in again["entries"]} == {"lookup"}
+
+
+def test_an_administrators_report_is_recorded_as_theirs_not_the_operators(
+    client: TestClient, world: dict[str, dict[str, str]], lead_runtime: Runtime
+) -> None:
+    admin = person_headers(lead_runtime.broker, "admin", None)
+    assert client.get("/v1/audit/reports/refusals", headers=admin).status_code == 200
+    assert client.get("/v1/audit/reports/volume", headers=admin).status_code == 200
+    trail = lead_runtime.broker.audit_page(actor="admin", after=0, limit=1000)
+    reports = [e.event for e in trail if e.event.action == "audit_search"]
+    assert [e.detail["kind"] for e in reports] == ["refusals", "volume"]
+    for event in reports:
+        assert event.detail["role"] == "admin"
+        assert event.detail["account"] == person_username("admin", None)
+    operator = lead_runtime.broker.audit_page(actor="operator", after=0, limit=1000)
+    assert not [e for e in operator if e.event.action == "audit_search"]

@@ -18,7 +18,7 @@ from audit.events import LoggedEntry
 from audit.export import to_csv, to_fhir_bundle
 from audit.queries import AuditQuery
 from broker.lookup_patterns import PatternThresholds
-from broker.web.authorise import AgencyDep, PrincipalDep
+from broker.web.authorise import PrincipalDep
 from broker.web.deps import BrokerDep, RequestIdDep
 from broker.web.schemas import (
     SQL_INT_MAX,
@@ -146,7 +146,7 @@ TimeQuery = Annotated[str | None, Query(max_length=40, description="ISO 8601 dat
     },
 )
 def search(
-    body: AuditSearchIn, agency: AgencyDep, broker: BrokerDep, request_id: RequestIdDep
+    body: AuditSearchIn, principal: PrincipalDep, broker: BrokerDep, request_id: RequestIdDep
 ) -> Any:
     """Entries within your agency's scope matching every filter, a page at a time.
 
@@ -170,7 +170,11 @@ def search(
         None if body.identifiers is None else {str(k): v for k, v in body.identifiers.items()}
     )
     result = broker.audit_search.search(
-        query, viewer=agency, identifiers=identifiers, request_id=request_id
+        query,
+        viewer=principal.agency,
+        identifiers=identifiers,
+        request_id=request_id,
+        by=principal,
     )
     if body.format == "csv":
         return Response(
@@ -190,11 +194,12 @@ def search(
 
 @router.post("/reports/subject", response_model=SubjectReportOut, responses=_ERRORS)  # type: ignore[arg-type]
 def subject_report(
-    body: SubjectReportIn, agency: AgencyDep, broker: BrokerDep, request_id: RequestIdDep
+    body: SubjectReportIn, principal: PrincipalDep, broker: BrokerDep, request_id: RequestIdDep
 ) -> SubjectReportOut:
     """Every release about one young person: when, to whom, under what, which fields."""
     releases = broker.audit_search.subject_report(
-        viewer=agency,
+        viewer=principal.agency,
+        by=principal,
         identifiers=None
         if body.identifiers is None
         else {str(k): v for k, v in body.identifiers.items()},
@@ -208,7 +213,7 @@ def subject_report(
 
 @router.get("/reports/recipient", response_model=RecipientReportOut, responses=_ERRORS)  # type: ignore[arg-type]
 def recipient_report(
-    agency: AgencyDep,
+    principal: PrincipalDep,
     broker: BrokerDep,
     request_id: RequestIdDep,
     recipient: Annotated[str, Query(alias="agency", min_length=1, max_length=64)],
@@ -217,7 +222,12 @@ def recipient_report(
 ) -> RecipientReportOut:
     """Everything one recipient looked up and received in a period, within your scope."""
     report = broker.audit_search.recipient_report(
-        recipient, viewer=agency, since=since, until=until, request_id=request_id
+        recipient,
+        viewer=principal.agency,
+        since=since,
+        until=until,
+        request_id=request_id,
+        by=principal,
     )
     return RecipientReportOut.model_validate(report.as_dict())
 
@@ -232,7 +242,7 @@ def refusals_report(
 ) -> RefusalsOut:
     """Refusals in a period, counted by reason code, agency and agreement."""
     counts = broker.audit_search.refusals(
-        viewer=principal.agency, since=since, until=until, request_id=request_id
+        viewer=principal.agency, since=since, until=until, request_id=request_id, by=principal
     )
     return RefusalsOut(refusals=[RefusalOut.model_validate(c.__dict__) for c in counts])
 
@@ -248,7 +258,12 @@ def volume_report(
 ) -> VolumeOut:
     """Lookups per recipient per day, with spikes and many-subject days flagged."""
     days = broker.audit_search.volume(
-        viewer=principal.agency, agency=recipient, since=since, until=until, request_id=request_id
+        viewer=principal.agency,
+        agency=recipient,
+        since=since,
+        until=until,
+        request_id=request_id,
+        by=principal,
     )
     return VolumeOut(
         days=[
@@ -313,6 +328,7 @@ def patterns_report(
         until=until,
         thresholds=thresholds,
         request_id=request_id,
+        by=principal,
     )
     return PatternsOut(
         patterns=[LookupPatternOut.model_validate(p.as_dict()) for p in found],
