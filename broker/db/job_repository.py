@@ -10,7 +10,16 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Connection, delete, exists, insert, or_, select, update
 
-from broker.db.handles import JOB, JOB_RUN, RECORD, SUBJECT, TOKEN
+from broker.db.handles import (
+    JOB,
+    JOB_RUN,
+    LINK_BLOCK,
+    POSSIBLE_MATCH,
+    RECORD,
+    RECORD_ENCODING,
+    SUBJECT,
+    TOKEN,
+)
 from broker.interfaces import chunked
 from broker.job_ports import JobRunRow
 
@@ -154,10 +163,22 @@ class SqlRetention:
         return {str(r): str(s) for r, s in rows}
 
     def delete_records(self, agreement_id: str, records: Mapping[str, str]) -> tuple[int, int]:
-        """Delete records and every token made from them (any key version): (records, tokens)."""
+        """Delete records and every token made from them (any key version): (records, tokens).
+
+        The linkage engine's rows about them go too (encodings, blocking keys and any
+        queued possible match naming one of them), in the same transaction.
+        """
         deleted_records = deleted_tokens = 0
         for piece in chunked(sorted(records)):
             subjects = sorted({records[r] for r in piece})
+            self._c.execute(
+                delete(POSSIBLE_MATCH).where(
+                    POSSIBLE_MATCH.c.left_record_id.in_(piece)
+                    | POSSIBLE_MATCH.c.right_record_id.in_(piece)
+                )
+            )
+            self._c.execute(delete(LINK_BLOCK).where(LINK_BLOCK.c.record_id.in_(piece)))
+            self._c.execute(delete(RECORD_ENCODING).where(RECORD_ENCODING.c.record_id.in_(piece)))
             # The subject filter lets the database use ix_match_token_subject.
             tokens = self._c.execute(
                 delete(TOKEN).where(

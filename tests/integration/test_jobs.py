@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from broker.bootstrap import Runtime
 from broker.clock import FixedClock, SystemClock
-from broker.db.handles import JOB_RUN, RECORD, SUBJECT, TOKEN
+from broker.db.handles import JOB_RUN, LINK_BLOCK, RECORD, RECORD_ENCODING, SUBJECT, TOKEN
 from broker.db.uow import SqlUnitOfWorkFactory
 from broker.errors import NotFound, StorageError
 from broker.jobs import CHECKPOINT, JOBS_ACTOR, RETENTION, Job, JobRunner
@@ -61,6 +61,7 @@ def test_retention_deletes_expired_records_their_tokens_and_emptied_subjects(
     runner = job_runner_for(runtime, clock=clock)
     assert runner.run_due() == 2  # both jobs are due as soon as they are registered
     assert _count(runtime, RECORD) == 3
+    assert _count(runtime, RECORD_ENCODING) == 3
     assert _purges(runtime) == []
 
     # School attendance is kept 120 days and ED attendances 182 (the example agreement).
@@ -73,6 +74,12 @@ def test_retention_deletes_expired_records_their_tokens_and_emptied_subjects(
         kept = {str(r) for (r,) in connection.execute(select(TOKEN.c.record_id).distinct())}
         (ed_id,) = [str(r) for (r,) in connection.execute(select(RECORD.c.id))]
     assert kept == {ed_id}
+    # The linkage engine's encodings and blocking keys of the purged records go with them.
+    with runtime.engine.connect() as connection:
+        encoded = {str(r) for (r,) in connection.execute(select(RECORD_ENCODING.c.record_id))}
+        blocked = {str(r) for (r,) in connection.execute(select(LINK_BLOCK.c.record_id))}
+    assert encoded == {ed_id}
+    assert blocked <= {ed_id}
     (purge,) = _purges(runtime)
     assert purge["dataset"] == "school-attendance"
     assert purge["records"] == 2
