@@ -45,8 +45,15 @@ class SqlLookupBudget:
         ).first()
         if counted is not None:
             return int(counted.used)
-        if self._c.execute(select(BUDGET.c.used).where(row)).first() is not None:
-            return None  # today's budget is spent
+        existing = self._c.execute(select(BUDGET.c.used).where(row)).first()
+        if existing is not None:
+            if int(existing.used) >= allowed:
+                return None  # today's budget is spent
+            # The day's row was committed by another worker after the update's snapshot
+            # was taken (PostgreSQL, read committed): count again against it.
+            return self.spend(
+                agreement_id, agency=agency, purpose=purpose, day=day, allowed=allowed
+            )
         if allowed < 1:
             return None
         try:
